@@ -1,0 +1,145 @@
+//! The commands, wired from validated arguments to the library.
+
+use crate::ca::{CertAuthority, install_steps};
+use crate::cli::{CaCommand, Cli, Command, RunArgs};
+use crate::flow::capture::CaptureLimits;
+use crate::pipeline::Pipeline;
+use crate::proxy::{self, AccessPolicy, ProxyAuth, ProxyConfig};
+use crate::session::{Sink, SinkHub};
+use crate::sinks::{flow_log::FlowLog, terminal::TerminalLog};
+use anyhow::{Context, bail};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Runs one command. Every error is returned, with context, to `main`.
+pub fn execute(cli: Cli) -> anyhow::Result<()> {
+    crate::logging::init(cli.verbose);
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::Ca(CaCommand::Init { certs, force }) => {
+            let ca = CertAuthority::init(&certs.dir, force)?;
+            println!("Created a new CA in {}", certs.dir.display());
+            print_ca(&ca);
+            Ok(())
+        }
+        Command::Ca(CaCommand::Show { certs }) => {
+            print_ca(&CertAuthority::load(&certs.dir)?);
+            Ok(())
+        }
+    }
+}
+
+fn print_ca(ca: &CertAuthority) {
+    println!("{}", install_steps(ca));
+}
+
+/// `leakscope run`.
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let config = proxy_config(&args)?;
+    let limits = CaptureLimits {
+        body_limit: usize::try_from(args.body_limit).context("--body-limit is too large")?,
+        decode_limit: args.decode_limit,
+    };
+    let grace = seconds("--grace", args.grace)?;
+    let (ca, created) = CertAuthority::load_or_init(&args.certs.dir)?;
+    if created {
+        println!(
+            "Created a new CA in {} — install it on the device (`leakscope ca show`, or browse to http://leakscope.cert/ through the proxy).",
+            args.certs.dir.display()
+        );
+    }
+    let out = args.out.clone().unwrap_or_else(default_out_dir);
+    std::fs::create_dir_all(&out)
+        .with_context(|| format!("creating the output directory {}", out.display()))?;
+    let flows = FlowLog::open(&out.join("flows.jsonl"))
+        .with_context(|| format!("opening {}", out.join("flows.jsonl").display()))?;
+    let sinks: Vec<Box<dyn Sink>> = vec![Box::new(TerminalLog::stdout()), Box::new(flows)];
+    let hub = SinkHub::start(sinks);
+    let pipeline = Pipeline::new(Vec::new(), limits, hub.sender());
+
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let proxy = proxy::start(&config, &ca, pipeline).await?;
+        print_banner(&config, proxy.addr(), &ca, &out);
+        wait_for_stop_signal().await?;
+        eprintln!("Stopping: letting flows in flight finish (up to {grace:?})...");
+        proxy.shutdown(grace).await;
+        anyhow::Ok(())
+    })?;
+    hub.close();
+    println!("Evidence written to {}", out.display());
+    Ok(())
+}
+
+fn proxy_config(args: &RunArgs) -> anyhow::Result<ProxyConfig> {
+    let auth = args
+        .auth
+        .as_deref()
+        .map(ProxyAuth::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let mut config = ProxyConfig::new(args.listen);
+    config.access = AccessPolicy { allow: args.allow.clone(), auth };
+    config.ignore_hosts = args.ignore_hosts.clone();
+    config.upstream_ca = args.upstream_ca.clone();
+    config.insecure_upstream = args.insecure_upstream;
+    config.connect_timeout = seconds("--connect-timeout", args.connect_timeout)?;
+    Ok(config)
+}
+
+fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
+    if !(value.is_finite() && value >= 0.0) {
+        bail!("{flag} wants a number of seconds >= 0, got {value}");
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+fn default_out_dir() -> PathBuf {
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = format!(
+        "{:04}{:02}{:02}-{:02}{:02}{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
+    PathBuf::from("leakscope-out").join(stamp)
+}
+
+fn print_banner(config: &ProxyConfig, addr: std::net::SocketAddr, ca: &CertAuthority, out: &std::path::Path) {
+    eprintln!("leakscope proxy listening on {addr}");
+    if !addr.ip().is_loopback() {
+        eprintln!(
+            "WARNING: {} is not a loopback address: the proxy is reachable from the network.{}",
+            addr.ip(),
+            if config.access.allow.is_empty() && config.access.auth.is_none() {
+                " Limit who may use it with --allow CIDR and/or --auth USER:PASS."
+            } else {
+                ""
+            }
+        );
+    }
+    if config.insecure_upstream {
+        eprintln!("WARNING: --insecure-upstream: upstream certificates are NOT verified.");
+    }
+    eprintln!("CA fingerprint (SHA-256): {}", ca.fingerprint_sha256());
+    eprintln!("Install page (through the proxy): http://leakscope.cert/");
+    eprintln!("Recording to {}; Ctrl-C to stop.", out.display());
+}
+
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result.context("waiting for Ctrl-C")?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    Ok(())
+}

@@ -1,0 +1,235 @@
+//! Bounded capture of a body as it streams past.
+//!
+//! [`BodyCapture`] sees every wire chunk of one body exactly once. It counts
+//! the wire bytes, undoes the content coding (gzip, deflate, br, zstd) on the
+//! fly, keeps the first `body_limit` decoded bytes, and hands every decoded
+//! piece to a callback so streaming observers see the whole decoded body
+//! without anyone holding it. Memory per body is bounded by `body_limit` plus
+//! the decoder's fixed buffers, whatever the body's size.
+
+use super::decode::{DecodeError, StreamDecoder, parse_content_encoding};
+use bytes::{Bytes, BytesMut};
+use serde::Serialize;
+
+/// Limits that bound what one body may cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaptureLimits {
+    /// Decoded bytes kept in the record per body (`--body-limit`).
+    pub body_limit: usize,
+    /// Decoded bytes produced per body before decoding stops
+    /// (`--decode-limit`): the bound on a decompression bomb.
+    pub decode_limit: u64,
+}
+
+impl Default for CaptureLimits {
+    fn default() -> Self {
+        CaptureLimits {
+            body_limit: 1024 * 1024,
+            decode_limit: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// The completed record of one body.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BodyRecord {
+    /// Bytes relayed on the wire (after chunked framing, before content
+    /// decoding).
+    pub wire_size: u64,
+    /// Content codings that were undone, in the order they were applied.
+    pub content_encoding: Vec<&'static str>,
+    /// Decoded bytes produced (equals `wire_size` when there is no coding;
+    /// stops growing at the decode limit).
+    pub decoded_size: u64,
+    /// The first `body_limit` decoded bytes: raw bytes for an unknown coding,
+    /// and what was decoded before the failure for a corrupt one.
+    #[serde(with = "bytes_as_text_or_base64")]
+    pub captured: Bytes,
+    /// True when `captured` holds less than the whole decoded body.
+    pub truncated: bool,
+    /// Why decoding stopped early, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decode_error: Option<String>,
+    /// True when the body stream reached its end (false: it broke off).
+    pub complete: bool,
+}
+
+/// Streaming capture of one body. See the module docs.
+pub struct BodyCapture {
+    limits: CaptureLimits,
+    kept: BytesMut,
+    decoder: Option<StreamDecoder>,
+    record: BodyRecord,
+}
+
+impl BodyCapture {
+    /// Starts a capture for a body sent with the given `Content-Encoding`
+    /// header value (`None` when absent). An unknown coding is recorded as
+    /// a decode error and the raw bytes are captured instead.
+    pub fn new(content_encoding: Option<&str>, limits: CaptureLimits) -> BodyCapture {
+        let mut record = BodyRecord::default();
+        let codings = match content_encoding.map(parse_content_encoding) {
+            None => Vec::new(),
+            Some(Ok(codings)) => codings,
+            Some(Err(err)) => {
+                record.decode_error = Some(err.to_string());
+                Vec::new()
+            }
+        };
+        record.content_encoding = codings.iter().map(|c| c.name()).collect();
+        let decoder = (!codings.is_empty())
+            .then(|| StreamDecoder::new(&codings, limits.decode_limit));
+        BodyCapture {
+            limits,
+            kept: BytesMut::new(),
+            decoder,
+            record,
+        }
+    }
+
+    /// Codings this capture undoes.
+    pub fn codings(&self) -> &[&'static str] {
+        &self.record.content_encoding
+    }
+
+    /// Feeds one wire chunk. Every decoded piece is kept (up to the body
+    /// limit) and handed to `observe`.
+    pub fn push(&mut self, wire: &[u8], observe: &mut dyn FnMut(&[u8])) {
+        self.record.wire_size += wire.len() as u64;
+        let Some(decoder) = self.decoder.as_mut() else {
+            keep(&mut self.kept, &mut self.record, self.limits, wire);
+            observe(wire);
+            return;
+        };
+        let (kept, record, limits) = (&mut self.kept, &mut self.record, self.limits);
+        let result = decoder.push(wire, &mut |piece| {
+            keep(kept, record, limits, piece);
+            observe(piece);
+        });
+        if let Err(err) = result {
+            self.fail(err);
+        }
+    }
+
+    /// Marks the end of the body: flushes the decoder.
+    pub fn finish(&mut self, observe: &mut dyn FnMut(&[u8])) {
+        self.record.complete = true;
+        let Some(decoder) = self.decoder.as_mut() else {
+            return;
+        };
+        let (kept, record, limits) = (&mut self.kept, &mut self.record, self.limits);
+        let result = decoder.finish(&mut |piece| {
+            keep(kept, record, limits, piece);
+            observe(piece);
+        });
+        if let Err(err) = result {
+            self.fail(err);
+        }
+    }
+
+    /// The record as it stands (for a body that never finished, too).
+    pub fn into_record(mut self) -> BodyRecord {
+        self.record.captured = self.kept.freeze();
+        self.record
+    }
+
+    fn fail(&mut self, err: DecodeError) {
+        if self.record.decode_error.is_none() {
+            self.record.decode_error = Some(err.to_string());
+        }
+        // Decoding is over for this body; nothing more will be decoded.
+        self.decoder = None;
+    }
+}
+
+/// Appends `piece` to the kept prefix, respecting the body limit.
+fn keep(kept: &mut BytesMut, record: &mut BodyRecord, limits: CaptureLimits, piece: &[u8]) {
+    record.decoded_size += piece.len() as u64;
+    let room = limits.body_limit.saturating_sub(kept.len());
+    if piece.len() > room {
+        record.truncated = true;
+    }
+    kept.extend_from_slice(&piece[..piece.len().min(room)]);
+}
+
+/// Serialises bytes as `{"text": "..."}` when they are UTF-8 and as
+/// `{"base64": "..."}` otherwise, so JSON consumers never guess.
+pub mod bytes_as_text_or_base64 {
+    use base64::Engine;
+    use serde::Serializer;
+    use serde::ser::SerializeMap;
+
+    pub fn serialize<S: Serializer>(bytes: &bytes::Bytes, ser: S) -> Result<S::Ok, S::Error> {
+        let mut map = ser.serialize_map(Some(1))?;
+        match std::str::from_utf8(bytes) {
+            Ok(text) => map.serialize_entry("text", text)?,
+            Err(_) => map.serialize_entry(
+                "base64",
+                &base64::engine::general_purpose::STANDARD.encode(bytes),
+            )?,
+        }
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(data).expect("gzip into a Vec");
+        enc.finish().expect("gzip into a Vec")
+    }
+
+    fn capture_all(encoding: Option<&str>, wire: &[u8], limits: CaptureLimits) -> (BodyRecord, Vec<u8>) {
+        let mut cap = BodyCapture::new(encoding, limits);
+        let mut seen = Vec::new();
+        for byte in wire.chunks(1) {
+            cap.push(byte, &mut |p| seen.extend_from_slice(p));
+        }
+        cap.finish(&mut |p| seen.extend_from_slice(p));
+        (cap.into_record(), seen)
+    }
+
+    #[test]
+    fn plain_body_is_kept_up_to_the_limit_and_observed_whole() {
+        let limits = CaptureLimits { body_limit: 4, decode_limit: 100 };
+        let (record, seen) = capture_all(None, b"abcdefgh", limits);
+        assert_eq!(&record.captured[..], b"abcd");
+        assert!(record.truncated);
+        assert_eq!(record.wire_size, 8);
+        assert_eq!(seen, b"abcdefgh");
+        assert!(record.complete);
+    }
+
+    #[test]
+    fn gzip_body_is_decoded_byte_by_byte() {
+        let body = b"{\"imei\":\"490154203237518\"}".repeat(10);
+        let wire = gzip(&body);
+        let (record, seen) = capture_all(Some("gzip"), &wire, CaptureLimits::default());
+        assert_eq!(seen, body);
+        assert_eq!(&record.captured[..], &body[..]);
+        assert_eq!(record.wire_size, wire.len() as u64);
+        assert_eq!(record.content_encoding, vec!["gzip"]);
+        assert!(!record.truncated);
+    }
+
+    #[test]
+    fn unknown_coding_keeps_raw_bytes_and_says_why() {
+        let (record, seen) = capture_all(Some("snappy"), b"raw", CaptureLimits::default());
+        assert_eq!(&record.captured[..], b"raw");
+        assert_eq!(seen, b"raw");
+        assert!(record.decode_error.unwrap().contains("snappy"));
+    }
+
+    #[test]
+    fn body_that_never_finished_is_marked_incomplete() {
+        let mut cap = BodyCapture::new(None, CaptureLimits::default());
+        cap.push(b"part", &mut |_| {});
+        let record = cap.into_record();
+        assert!(!record.complete);
+        assert_eq!(&record.captured[..], b"part");
+    }
+}

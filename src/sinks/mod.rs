@@ -1,0 +1,4 @@
+//! Sinks: where session events end up.
+
+pub mod terminal;
+pub mod flow_log;
