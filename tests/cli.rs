@@ -97,17 +97,13 @@ impl Bin {
                         return line;
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!(
-                        "no stderr line with {needle:?} within {WAIT:?}; stderr so far:\n{}",
-                        self.stderr.join("\n")
-                    )
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    panic!(
-                        "leakscope closed stderr before printing {needle:?}; stderr:\n{}",
-                        self.stderr.join("\n")
-                    )
+                Err(e) => {
+                    let why = match e {
+                        RecvTimeoutError::Timeout => "not within the wait limit",
+                        RecvTimeoutError::Disconnected => "stderr closed first",
+                    };
+                    let err = self.stderr.join("\n");
+                    panic!("no stderr line with {needle:?} ({why}); stderr:\n{err}")
                 }
             }
         }
@@ -117,15 +113,8 @@ impl Bin {
     fn wait_for_banner(&mut self) -> u16 {
         let line = self.wait_for_stderr(BANNER);
         self.wait_for_stderr(BANNER_END);
-        let addr = line
-            .split(BANNER)
-            .nth(1)
-            .expect("address after the banner text");
-        addr.trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"))
+        let port = line.rsplit(':').next().and_then(|p| p.trim().parse().ok());
+        port.unwrap_or_else(|| panic!("no port in {line:?}"))
     }
 
     /// The `CA fingerprint (SHA-256): ...` value from the banner.
@@ -188,6 +177,40 @@ impl Drop for Bin {
     }
 }
 
+impl Finished {
+    /// Asserts a zero exit status, showing the output otherwise.
+    fn assert_ok(&self) -> &Finished {
+        let (status, out, err) = (&self.status, &self.stdout, &self.stderr);
+        assert!(
+            status.success(),
+            "exit {status:?}\nstdout:\n{out}\nstderr:\n{err}"
+        );
+        self
+    }
+
+    /// Asserts a non-zero exit status before the proxy ever listened.
+    fn assert_failed(&self) -> &Finished {
+        let (status, out, err) = (&self.status, &self.stdout, &self.stderr);
+        assert!(
+            !status.success(),
+            "expected failure\nstdout:\n{out}\nstderr:\n{err}"
+        );
+        lacks(err, BANNER);
+        self
+    }
+}
+
+fn has(text: &str, needle: &str) {
+    assert!(text.contains(needle), "{needle:?} not found in:\n{text}");
+}
+
+fn lacks(text: &str, needle: &str) {
+    assert!(
+        !text.contains(needle),
+        "{needle:?} unexpectedly in:\n{text}"
+    );
+}
+
 /// Runs a command that should end by itself (bounded by [`WAIT`]).
 fn run_to_end<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Finished {
     Bin::spawn(args).finish()
@@ -195,16 +218,10 @@ fn run_to_end<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Finished {
 
 /// `run` arguments listening on `listen` with certs and output in `dir`.
 fn run_args(listen: &str, dir: &Path) -> Vec<String> {
-    let certs = dir.join("certs");
-    let out = dir.join("out");
-    let mut args = vec!["run", "--listen", listen, "--certs"]
-        .into_iter()
-        .map(String::from)
-        .collect::<Vec<_>>();
-    args.push(certs.display().to_string());
-    args.push("--out".into());
-    args.push(out.display().to_string());
-    args
+    let (certs, out) = (dir.join("certs"), dir.join("out"));
+    let (certs, out) = (certs.to_str().unwrap(), out.to_str().unwrap());
+    let args = ["run", "--listen", listen, "--certs", certs, "--out", out];
+    args.map(String::from).to_vec()
 }
 
 /// Uppercase hex without separators, for comparing fingerprints.
@@ -228,13 +245,8 @@ fn have(program: &str) -> bool {
 /// Runs curl through the proxy, returning the body; fails the test on error.
 fn curl(proxy_port: u16, extra: &[&str], url: &str) -> String {
     let output = Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "30",
-            "--proxy",
-            &format!("http://127.0.0.1:{proxy_port}"),
-        ])
+        .args(["-sS", "--max-time", "30", "--proxy"])
+        .arg(format!("http://127.0.0.1:{proxy_port}"))
         .args(extra)
         .arg(url)
         .env_remove("NO_PROXY")
@@ -252,15 +264,15 @@ fn curl_through_the_proxy_with_its_ca() {
         eprintln!("skipping: `curl` is not on PATH");
         return;
     }
-    let curl_h2 = Command::new("curl")
+    let features = Command::new("curl")
         .arg("-V")
         .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .any(|l| l.starts_with("Features:") && l.split_whitespace().any(|f| f == "HTTP2"))
-        })
-        .unwrap_or(false);
+        .expect("curl -V")
+        .stdout;
+    let features = String::from_utf8_lossy(&features);
+    let curl_h2 = features
+        .lines()
+        .any(|l| l.starts_with("Features:") && l.split_whitespace().any(|f| f == "HTTP2"));
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let origin = runtime.block_on(Origin::start());
     let dir = tempfile::tempdir().unwrap();
@@ -276,44 +288,33 @@ fn curl_through_the_proxy_with_its_ca() {
     assert_eq!(body, "hello from origin");
     let http_url = origin.http_url("/hello");
     assert_eq!(curl(port, &[], &http_url), "hello from origin");
-    assert_eq!(
-        origin.requests_seen(),
-        2,
-        "both requests reached the origin"
-    );
+    assert_eq!(origin.requests_seen(), 2, "both requests reach the origin");
 
     proxy.signal("TERM");
     let done = proxy.finish();
-    assert!(
-        done.status.success(),
-        "exit status {:?}; stderr:\n{}",
-        done.status,
-        done.stderr
+    done.assert_ok();
+    has(
+        &format!("{}{}", done.stdout, done.stderr),
+        "Evidence written to",
     );
+    let target = format!("localhost:{}", origin.https_addr.port());
+    let live = done
+        .stdout
+        .lines()
+        .any(|l| l.contains("GET") && l.contains(&target) && l.contains("/hello"));
     assert!(
-        done.stdout.contains("Evidence written to") || done.stderr.contains("Evidence written to"),
-        "stdout:\n{}\nstderr:\n{}",
-        done.stdout,
-        done.stderr
-    );
-    let origin_port = origin.https_addr.port();
-    assert!(
-        done.stdout.lines().any(|l| l.contains("GET")
-            && l.contains(&format!("localhost:{origin_port}"))
-            && l.contains("/hello")),
-        "no live-log line for the HTTPS request; stdout:\n{}",
+        live,
+        "no live-log line for the HTTPS request:\n{}",
         done.stdout
     );
 
-    let jsonl =
-        std::fs::read_to_string(dir.path().join("out").join("flows.jsonl")).expect("flows.jsonl");
+    let jsonl = std::fs::read_to_string(dir.path().join("out").join("flows.jsonl")).unwrap();
     let flows: Vec<serde_json::Value> = jsonl
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON {l:?}: {e}")))
         .collect();
-    let url_of =
-        |f: &serde_json::Value| f["request"]["url"].as_str().unwrap_or_default().to_owned();
-    let hellos: Vec<&serde_json::Value> = flows
+    let url_of = |f: &serde_json::Value| f["request"]["url"].as_str().unwrap_or("").to_owned();
+    let hellos: Vec<_> = flows
         .iter()
         .filter(|f| url_of(f).ends_with("/hello"))
         .collect();
@@ -322,41 +323,27 @@ fn curl_through_the_proxy_with_its_ca() {
         assert_eq!(flow["response"]["status"], 200, "{flow}");
     }
 
-    let https = hellos
-        .iter()
-        .find(|f| url_of(f).starts_with("https://"))
-        .expect("the HTTPS flow");
-    assert!(
-        url_of(https).contains(&format!("localhost:{origin_port}")),
-        "{https}"
-    );
+    let https = hellos.iter().find(|f| url_of(f).starts_with("https://"));
+    let https = https.expect("the HTTPS flow in flows.jsonl");
+    has(&url_of(https), &target);
     assert_eq!(https["tls"]["mode"], "intercepted", "{https}");
     assert_eq!(https["tls"]["sni"], "localhost", "{https}");
-    let expected_version = if curl_h2 { "HTTP/2.0" } else { "HTTP/1.1" };
-    assert_eq!(
-        https["request"]["http_version"], expected_version,
-        "{https}"
-    );
+    let version = if curl_h2 { "HTTP/2.0" } else { "HTTP/1.1" };
+    assert_eq!(https["request"]["http_version"], version, "{https}");
 
-    let http = hellos
-        .iter()
-        .find(|f| url_of(f).starts_with("http://"))
-        .expect("the plain HTTP flow");
+    let http = hellos.iter().find(|f| url_of(f).starts_with("http://"));
+    let http = http.expect("the plain HTTP flow in flows.jsonl");
     assert_eq!(url_of(http), http_url, "{http}");
-    assert!(
-        http.get("tls").is_none_or(serde_json::Value::is_null),
-        "{http}"
-    );
+    assert!(http.get("tls").is_none_or(|t| t.is_null()), "{http}");
     assert_eq!(http["request"]["http_version"], "HTTP/1.1", "{http}");
 }
 
 /// The `SHA-256 fingerprint:` value `ca init` / `ca show` print.
 fn shown_fingerprint(text: &str) -> String {
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("SHA-256 fingerprint:"))
-        .unwrap_or_else(|| panic!("no fingerprint in:\n{text}"));
-    line["SHA-256 fingerprint:".len()..].trim().to_owned()
+    let label = "SHA-256 fingerprint:";
+    let line = text.lines().find(|l| l.starts_with(label));
+    let line = line.unwrap_or_else(|| panic!("no fingerprint in:\n{text}"));
+    line[label.len()..].trim().to_owned()
 }
 
 #[test]
@@ -366,51 +353,33 @@ fn ca_init_refuses_to_overwrite_and_show_prints_fingerprint() {
     let init = ["ca", "init", "--certs", &certs];
 
     let first = run_to_end(&init);
-    assert!(first.status.success(), "{}", first.stderr);
-    let first_fp = shown_fingerprint(&first.stdout);
+    let first_fp = shown_fingerprint(&first.assert_ok().stdout);
     let key = dir.path().join("leakscope-ca-key.pem");
     let mode = std::fs::metadata(&key)
         .expect("key file")
         .permissions()
         .mode();
-    assert_eq!(mode & 0o777, 0o600, "key mode {mode:o}");
+    assert_eq!(mode & 0o777, 0o600, "key file mode {mode:o}");
     let pem = dir.path().join("leakscope-ca.pem");
     let first_pem = std::fs::read(&pem).unwrap();
 
-    let again = run_to_end(&init);
-    assert!(
-        !again.status.success(),
-        "second init must fail; stdout:\n{}",
-        again.stdout
-    );
-    assert!(
-        again.stderr.contains("--force"),
-        "stderr:\n{}",
-        again.stderr
-    );
+    has(&run_to_end(&init).assert_failed().stderr, "--force");
     assert_eq!(
         std::fs::read(&pem).unwrap(),
         first_pem,
-        "refused init must not touch the CA"
+        "refused init touched the CA"
     );
 
     let forced = run_to_end(&["ca", "init", "--certs", &certs, "--force"]);
-    assert!(forced.status.success(), "{}", forced.stderr);
-
     let show = run_to_end(&["ca", "show", "--certs", &certs]);
-    assert!(show.status.success(), "{}", show.stderr);
-    let shown = shown_fingerprint(&show.stdout);
+    let shown = shown_fingerprint(&show.assert_ok().stdout);
     assert_ne!(
         normalize_hex(&shown),
         normalize_hex(&first_fp),
-        "--force must make a new CA"
+        "--force made no new CA"
     );
-    assert_eq!(shown, shown_fingerprint(&forced.stdout));
-    assert!(
-        show.stdout.contains("/apex/com.android.conscrypt/cacerts"),
-        "{}",
-        show.stdout
-    );
+    assert_eq!(shown, shown_fingerprint(&forced.assert_ok().stdout));
+    has(&show.stdout, "/apex/com.android.conscrypt/cacerts");
 
     let android: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -420,14 +389,9 @@ fn ca_init_refuses_to_overwrite_and_show_prints_fingerprint() {
     assert_eq!(
         android.len(),
         1,
-        "exactly one <hash>.0 file after --force: {android:?}"
+        "one <hash>.0 file after --force: {android:?}"
     );
-    assert!(
-        show.stdout.contains(&android[0]),
-        "show does not name {}:\n{}",
-        android[0],
-        show.stdout
-    );
+    has(&show.stdout, &android[0]);
 
     if !have("openssl") {
         eprintln!("skipping the OpenSSL comparison: `openssl` is not on PATH");
@@ -438,13 +402,9 @@ fn ca_init_refuses_to_overwrite_and_show_prints_fingerprint() {
             .args(args)
             .arg("-in")
             .arg(&pem)
-            .output()
-            .expect("running openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .output();
+        let out = out.expect("running openssl");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
         String::from_utf8(out.stdout).unwrap()
     };
     let fp = openssl(&["x509", "-noout", "-fingerprint", "-sha256"]);
@@ -477,48 +437,21 @@ fn run_creates_ca_on_first_use_and_reuses_it() {
     let pem = std::fs::read(certs.join("leakscope-ca.pem")).unwrap();
     first.signal("INT");
     let done = first.finish();
-    assert!(
-        done.status.success(),
-        "SIGINT exit {:?}; stderr:\n{}",
-        done.status,
-        done.stderr
-    );
-    assert!(
-        done.stdout.contains("Created a new CA"),
-        "stdout:\n{}",
-        done.stdout
-    );
-    assert!(
-        done.stdout.contains("Evidence written to"),
-        "stdout:\n{}",
-        done.stdout
-    );
-    assert!(
-        !done.stderr.contains("reachable from the network"),
-        "loopback must not warn:\n{}",
-        done.stderr
-    );
+    done.assert_ok();
+    has(&done.stdout, "Created a new CA");
+    has(&done.stdout, "Evidence written to");
+    lacks(&done.stderr, "reachable from the network");
 
     let mut second = Bin::spawn(&args);
     second.wait_for_banner();
     assert_eq!(
         second.banner_fingerprint(),
         first_fp,
-        "the second run must reuse the CA"
+        "the second run made a new CA"
     );
     second.signal("TERM");
     let done = second.finish();
-    assert!(
-        done.status.success(),
-        "SIGTERM exit {:?}; stderr:\n{}",
-        done.status,
-        done.stderr
-    );
-    assert!(
-        !done.stdout.contains("Created a new CA"),
-        "stdout:\n{}",
-        done.stdout
-    );
+    lacks(&done.assert_ok().stdout, "Created a new CA");
     assert_eq!(std::fs::read(certs.join("leakscope-ca.pem")).unwrap(), pem);
 }
 
@@ -527,52 +460,23 @@ fn non_loopback_listen_warns() {
     let dir = tempfile::tempdir().unwrap();
     let mut proxy = Bin::spawn(&run_args("0.0.0.0:0", dir.path()));
     proxy.wait_for_banner();
-    // The warning belongs to the banner, which is complete by now.
-    assert!(
-        proxy
-            .stderr
-            .iter()
-            .any(|l| l.contains("reachable from the network")),
-        "no warning in:\n{}",
-        proxy.stderr.join("\n")
-    );
+    // The warning is part of the banner, which is complete by now.
+    has(&proxy.stderr.join("\n"), "reachable from the network");
     proxy.signal("TERM");
-    let done = proxy.finish();
-    assert!(
-        done.status.success(),
-        "exit {:?}; stderr:\n{}",
-        done.status,
-        done.stderr
-    );
+    proxy.finish().assert_ok();
 }
 
 #[test]
 fn corrupt_ca_is_an_error_not_a_new_ca() {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
-    let init = run_to_end(&["ca", "init", "--certs", certs.to_str().unwrap()]);
-    assert!(init.status.success(), "{}", init.stderr);
+    run_to_end(&["ca", "init", "--certs", certs.to_str().unwrap()]).assert_ok();
     let pem = certs.join("leakscope-ca.pem");
     let garbage = b"this is not a certificate\n";
     std::fs::write(&pem, garbage).unwrap();
 
     let done = run_to_end(&run_args("127.0.0.1:0", dir.path()));
-    assert!(
-        !done.status.success(),
-        "run must fail on a corrupt CA; stderr:\n{}",
-        done.stderr
-    );
-    assert!(
-        done.stderr.contains(&pem.display().to_string()),
-        "error must name {}:\n{}",
-        pem.display(),
-        done.stderr
-    );
-    assert!(
-        !done.stderr.contains(BANNER),
-        "the proxy must not start:\n{}",
-        done.stderr
-    );
+    has(&done.assert_failed().stderr, &pem.display().to_string());
     assert_eq!(
         std::fs::read(&pem).unwrap(),
         garbage,
@@ -590,25 +494,10 @@ fn bad_flags_get_clear_errors() {
     ];
     for (flag, value, expected) in cases {
         let mut args = run_args("127.0.0.1:0", dir.path());
-        args.push(flag.into());
-        args.push(value.into());
+        args.extend([flag.to_owned(), value.to_owned()]);
         let done = run_to_end(&args);
-        assert!(
-            !done.status.success(),
-            "{flag} {value} must be rejected; stderr:\n{}",
-            done.stderr
-        );
-        assert!(
-            !done.stderr.contains(BANNER),
-            "{flag} {value}: the proxy started:\n{}",
-            done.stderr
-        );
         for needle in expected {
-            assert!(
-                done.stderr.contains(needle),
-                "{flag} {value}: stderr lacks {needle:?}:\n{}",
-                done.stderr
-            );
+            has(&done.assert_failed().stderr, needle);
         }
     }
 }

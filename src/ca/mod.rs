@@ -360,3 +360,42 @@ impl CertAuthority {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The proxy shares these across tasks and threads, and `anyhow` needs
+    /// errors that are `Send + Sync + 'static`.
+    #[test]
+    fn public_types_are_thread_safe() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<CaError>();
+        assert_send_sync::<CertAuthority>();
+        assert_send_sync::<LeafIssuer>();
+    }
+
+    #[test]
+    fn fingerprint_and_hash_formats() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let ca = CertAuthority::init(dir.path(), false)?;
+        let fingerprint = ca.fingerprint_sha256();
+        assert_eq!(fingerprint.split(':').count(), 32);
+        assert!(
+            fingerprint
+                .split(':')
+                .all(|p| p.len() == 2 && p == p.to_uppercase())
+        );
+        let hash = ca.android_hash();
+        assert_eq!(hash.len(), 8);
+        assert!(
+            hash.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
+        assert_eq!(
+            u32::from_str_radix(&hash, 16)?,
+            subject_hash_old(ca.cert_der())?
+        );
+        Ok(())
+    }
+}

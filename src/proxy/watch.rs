@@ -81,9 +81,10 @@ pub(crate) fn take_websocket(key: &ConnKey) -> Option<LiveFlow> {
     Some(live)
 }
 
-/// Number of live registry entries (tests assert it returns to zero).
-pub fn watched_connections() -> usize {
-    registry().len()
+/// Number of live registry entries for connections from `client` (tests
+/// assert that a finished connection leaves nothing behind).
+pub fn watched_connections(client: SocketAddr) -> usize {
+    registry().keys().filter(|(addr, _)| *addr == client).count()
 }
 
 /// Fields of hudsucker's `proxy` span, kept in the span's extensions.
