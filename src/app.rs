@@ -58,15 +58,22 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let pipeline = Pipeline::new(Vec::new(), limits, hub.sender());
 
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let proxy = proxy::start(&config, &ca, pipeline).await?;
         print_banner(&config, proxy.addr(), &ca, &out);
         wait_for_stop_signal().await?;
         eprintln!("Stopping: letting flows in flight finish (up to {grace:?})...");
-        proxy.shutdown(grace).await;
+        let unfinished = proxy.shutdown(grace).await;
+        if unfinished > 0 {
+            eprintln!("{unfinished} flow(s) still open after the grace period; recording them as aborted.");
+        }
         anyhow::Ok(())
-    })?;
+    });
+    // Dropping the runtime drops every task still running; their flows are
+    // recorded (as aborted) on the way out, before the sinks close.
+    runtime.shutdown_timeout(Duration::from_secs(1));
     hub.close();
+    served?;
     println!("Evidence written to {}", out.display());
     Ok(())
 }

@@ -8,9 +8,13 @@
 
 pub mod app;
 pub mod ca;
+pub mod consent;
+pub mod control;
+pub mod detect;
 pub mod cli;
 pub mod flow;
 pub mod logging;
+pub mod phase_keys;
 pub mod pipeline;
 pub mod proxy;
 pub mod session;

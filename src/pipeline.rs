@@ -15,7 +15,9 @@ use crate::flow::{
     WsMessage,
 };
 use crate::session::{SessionEvent, SessionTx};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::Notify;
 use time::OffsetDateTime;
 
 /// Watches flows while they stream (detectors implement this).
@@ -31,6 +33,9 @@ pub trait FlowTap: Send {
     /// A piece of a body after content decoding. Pieces arrive in order;
     /// their boundaries are wherever the network put them.
     fn body(&mut self, direction: Direction, decoded: &[u8]);
+
+    /// The body in `direction` ended (after its last `body` piece).
+    fn body_end(&mut self, _direction: Direction) {}
 
     /// The response head arrived (`flow.response` is set, its body empty).
     fn response_head(&mut self, _flow: &Flow) {}
@@ -48,6 +53,14 @@ pub struct Pipeline {
     inspectors: Arc<Vec<Arc<dyn Inspector>>>,
     limits: CaptureLimits,
     tx: SessionTx,
+    in_flight: Arc<InFlight>,
+}
+
+/// Counts flows being recorded, so shutdown can wait for them.
+#[derive(Default)]
+struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
 }
 
 impl Pipeline {
@@ -56,7 +69,31 @@ impl Pipeline {
             inspectors: Arc::new(inspectors),
             limits,
             tx,
+            in_flight: Arc::default(),
         }
+    }
+
+    /// Flows currently being recorded.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.count.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no flow is being recorded, or `limit` has passed.
+    /// Returns the number still in flight.
+    pub async fn wait_idle(&self, limit: std::time::Duration) -> usize {
+        let wait = async {
+            loop {
+                // Register interest before checking, so a flow that ends
+                // between the check and the await still wakes us.
+                let notified = self.in_flight.idle.notified();
+                if self.in_flight() == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, wait).await;
+        self.in_flight()
     }
 
     pub fn limits(&self) -> CaptureLimits {
@@ -75,6 +112,7 @@ impl Pipeline {
             .request
             .as_ref()
             .map(|_| BodyCapture::new(request_encoding, self.limits));
+        self.in_flight.count.fetch_add(1, Ordering::SeqCst);
         LiveFlow {
             state: Arc::new(Mutex::new(LiveState {
                 flow: Some(flow),
@@ -84,6 +122,7 @@ impl Pipeline {
                 limits: self.limits,
                 taps,
                 tx: self.tx.clone(),
+                in_flight: self.in_flight.clone(),
             })),
         }
     }
@@ -112,6 +151,7 @@ struct LiveState {
     limits: CaptureLimits,
     taps: Vec<Box<dyn FlowTap>>,
     tx: SessionTx,
+    in_flight: Arc<InFlight>,
 }
 
 impl LiveState {
@@ -178,6 +218,9 @@ impl LiveFlow {
                     tap.body(direction, piece);
                 }
             });
+            for tap in taps.iter_mut() {
+                tap.body_end(direction);
+            }
         }
         if direction == Direction::Upstream {
             state.flow().timing.request_end = Some(OffsetDateTime::now_utc());
@@ -253,5 +296,8 @@ impl Drop for LiveState {
             tap.end(&flow);
         }
         self.tx.send(SessionEvent::FlowDone(Arc::new(flow)));
+        if self.in_flight.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.in_flight.idle.notify_waiters();
+        }
     }
 }

@@ -6,6 +6,8 @@
 //! stalls the proxy's async workers, and sinks never call back into the
 //! proxy. A sink that fails is reported and the others carry on.
 
+use crate::consent::PhaseChange;
+use crate::detect::finding::Finding;
 use crate::flow::Flow;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -16,6 +18,10 @@ use std::thread;
 pub enum SessionEvent {
     /// A flow completed; its record is final.
     FlowDone(Arc<Flow>),
+    /// A detector found personal data (sent before its flow completes).
+    Finding(Arc<Finding>),
+    /// The tester switched the consent phase.
+    PhaseChanged(PhaseChange),
 }
 
 /// A consumer of session events (terminal log, JSONL file, HAR file...).
@@ -163,8 +169,9 @@ mod tests {
             "collect"
         }
         fn handle(&mut self, event: &SessionEvent) -> std::io::Result<()> {
-            let SessionEvent::FlowDone(flow) = event;
-            self.0.lock().unwrap().push(flow.id);
+            if let SessionEvent::FlowDone(flow) = event {
+                self.0.lock().unwrap().push(flow.id);
+            }
             Ok(())
         }
         fn flush(&mut self) -> std::io::Result<()> {

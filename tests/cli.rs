@@ -141,6 +141,9 @@ impl Bin {
     fn finish(&mut self) -> Finished {
         let deadline = Instant::now() + WAIT;
         let status = loop {
+            while let Ok(line) = self.stderr_lines.try_recv() {
+                self.stderr.push(line);
+            }
             if let Some(status) = self.child.try_wait().expect("waiting for leakscope") {
                 break status;
             }

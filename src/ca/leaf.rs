@@ -179,14 +179,20 @@ impl LeafIssuer {
             Err(error) => error,
         };
         let sanitized = sanitize_host(host);
-        tracing::warn!(%host, %sanitized, %error, "cannot issue a certificate for this host; using a sanitized name");
+        tracing::warn!(
+            %host, %sanitized, %error,
+            "cannot issue a certificate for this host; using a sanitized name"
+        );
         match self.signer.build(&sanitized) {
             Ok(config) => {
                 self.issued.fetch_add(1, Ordering::Relaxed);
                 config
             }
             Err(error) => {
-                tracing::warn!(%host, %error, "cannot issue for the sanitized name either; using the fallback certificate");
+                tracing::warn!(
+                    %host, %error,
+                    "cannot issue for the sanitized name either; using the fallback certificate"
+                );
                 Arc::clone(&self.fallback)
             }
         }

@@ -65,7 +65,8 @@ pub enum CaError {
 
     /// Some CA files exist and others are missing.
     #[error(
-        "the CA in {} is incomplete, missing: {}; restore the missing file(s) from a backup, or {REINIT_HINT}",
+        "the CA in {} is incomplete, missing: {}; \
+         restore the missing file(s) from a backup, or {REINIT_HINT}",
         .dir.display(), display_paths(.missing)
     )]
     Incomplete {
@@ -76,7 +77,10 @@ pub enum CaError {
     },
 
     /// A CA file exists but its contents are unusable or inconsistent.
-    #[error("{} is not usable: {reason}; restore it from a backup, or {REINIT_HINT}", .path.display())]
+    #[error(
+        "{} is not usable: {reason}; restore it from a backup, or {REINIT_HINT}",
+        .path.display()
+    )]
     Corrupt {
         /// The offending file.
         path: PathBuf,

@@ -267,10 +267,11 @@ impl Flow {
             &req.host
         } else if let Some(tunnel) = &self.tunnel {
             &tunnel.host
-        } else if let Some(sni) = self.tls.as_ref().and_then(|t| t.sni.as_deref()) {
-            sni
         } else {
-            ""
+            self.tls
+                .as_ref()
+                .and_then(|t| t.sni.as_deref())
+                .unwrap_or_default()
         }
     }
 

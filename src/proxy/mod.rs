@@ -108,6 +108,7 @@ pub enum StartError {
 /// A proxy that is accepting connections.
 pub struct RunningProxy {
     addr: SocketAddr,
+    pipeline: Pipeline,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -118,16 +119,21 @@ impl RunningProxy {
         self.addr
     }
 
-    /// Stops accepting, lets flows in flight finish for up to `grace`, then
-    /// drops whatever is still open (those flows are recorded as aborted).
-    pub async fn shutdown(mut self, grace: Duration) {
+    /// Stops accepting, lets flows in flight finish for up to `grace`, and
+    /// returns how many were still unfinished. Those are recorded as aborted
+    /// when their tasks are dropped with the runtime.
+    pub async fn shutdown(mut self, grace: Duration) -> usize {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if tokio::time::timeout(grace, &mut self.task).await.is_err() {
+        let deadline = tokio::time::Instant::now() + grace;
+        // Connections hudsucker tracks (plain HTTP) end here; CONNECT tasks
+        // are its own spawns, so flows are the measure of what is left.
+        if tokio::time::timeout_at(deadline, &mut self.task).await.is_err() {
             self.task.abort();
-            let _ = (&mut self.task).await;
         }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.pipeline.wait_idle(left).await
     }
 }
 
@@ -145,7 +151,7 @@ pub async fn start(
     let tls = upstream::client_tls(&config.upstream_ca, config.insecure_upstream)
         .map_err(StartError::Upstream)?;
     let shared = Arc::new(Shared {
-        pipeline,
+        pipeline: pipeline.clone(),
         access: config.access.clone(),
         ignore_hosts: config.ignore_hosts.clone(),
         cert_page: cert_page::CertPage::new(ca),
@@ -170,7 +176,7 @@ pub async fn start(
             tracing::error!("proxy stopped: {err}");
         }
     });
-    Ok(RunningProxy { addr, stop: Some(stop), task })
+    Ok(RunningProxy { addr, pipeline, stop: Some(stop), task })
 }
 
 /// Binds with TCP_NODELAY on the listening socket: Linux copies it to every

@@ -2,3 +2,4 @@
 
 pub mod terminal;
 pub mod flow_log;
+pub mod findings;

@@ -5,21 +5,30 @@
 //! used only when the output is a terminal. The writer is injected, so
 //! tests read exactly what a tester would see.
 
-use crate::flow::{Flow, FlowKind, TlsMode};
+use crate::consent::PhaseChange;
+use crate::detect::finding::{Finding, Party};
+use crate::flow::{Flow, FlowId, FlowKind, TlsMode};
 use crate::session::{SessionEvent, Sink};
+use std::collections::HashMap;
 use std::io::{self, Write};
+use std::sync::Arc;
+
+/// Findings shown under one flow at most; the rest are counted.
+const FINDINGS_SHOWN: usize = 20;
 
 /// Writes the live log to any writer.
 pub struct TerminalLog {
     out: Box<dyn Write + Send>,
     color: bool,
     width: usize,
+    /// Findings waiting for their flow's line (flows still in flight).
+    pending: HashMap<FlowId, Vec<Arc<Finding>>>,
 }
 
 impl TerminalLog {
     /// `width` is the terminal width in columns (lines never exceed it).
     pub fn new(out: Box<dyn Write + Send>, color: bool, width: usize) -> TerminalLog {
-        TerminalLog { out, color, width: width.max(40) }
+        TerminalLog { out, color, width: width.max(40), pending: HashMap::new() }
     }
 
     /// The log on stdout: colour when stdout is a terminal, width from
@@ -41,10 +50,29 @@ impl Sink for TerminalLog {
             SessionEvent::FlowDone(flow) => {
                 let line = flow_line(flow, self.width);
                 let color = if self.color { line_color(flow) } else { None };
-                match color {
-                    Some(code) => writeln!(self.out, "\x1b[{code}m{line}\x1b[0m"),
-                    None => writeln!(self.out, "{line}"),
+                self.write_line(&line, color)?;
+                let findings = self.pending.remove(&flow.id).unwrap_or_default();
+                for finding in findings.iter().take(FINDINGS_SHOWN) {
+                    let color = if finding.violations.is_empty() { "33" } else { "1;31" };
+                    let line = finding_line(finding, self.width);
+                    self.write_line(&line, self.color.then_some(color))?;
                 }
+                if findings.len() > FINDINGS_SHOWN {
+                    let more = format!(
+                        "      … {} more findings in findings.jsonl",
+                        findings.len() - FINDINGS_SHOWN
+                    );
+                    self.write_line(&more, None)?;
+                }
+                Ok(())
+            }
+            SessionEvent::Finding(finding) => {
+                self.pending.entry(finding.flow_id).or_default().push(finding.clone());
+                Ok(())
+            }
+            SessionEvent::PhaseChanged(change) => {
+                let line = phase_banner(change, self.width);
+                self.write_line(&line, self.color.then_some("1;36"))
             }
         }
     }
@@ -52,6 +80,50 @@ impl Sink for TerminalLog {
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
+}
+
+impl TerminalLog {
+    fn write_line(&mut self, line: &str, color: Option<&str>) -> io::Result<()> {
+        match color {
+            Some(code) => writeln!(self.out, "\x1b[{code}m{line}\x1b[0m"),
+            None => writeln!(self.out, "{line}"),
+        }
+    }
+}
+
+/// `──── phase: consented at 20:31:05 ────`, as wide as the terminal.
+pub fn phase_banner(change: &PhaseChange, width: usize) -> String {
+    let at = change.since.to_offset(local_offset());
+    let label = format!(
+        " phase: {} at {:02}:{:02}:{:02} ",
+        change.phase,
+        at.hour(),
+        at.minute(),
+        at.second()
+    );
+    let side = width.saturating_sub(label.chars().count()) / 2;
+    let rule = "─".repeat(side.max(2));
+    ellipsize(&format!("{rule}{label}{rule}"), width)
+}
+
+/// `      ! imei (md5) in body → Umeng+ Analytics  pre-consent, third-party`
+pub fn finding_line(finding: &Finding, width: usize) -> String {
+    let recipient = match (&finding.sdk, finding.party) {
+        (Some(sdk), _) => sdk.name.clone(),
+        (None, Party::First) => "first party".to_owned(),
+        (None, Party::Third) => format!("{} (third party)", finding.host),
+    };
+    let violations: Vec<&str> = finding.violations.iter().map(|v| v.name()).collect();
+    let mark = if violations.is_empty() { '·' } else { '!' };
+    let line = format!(
+        "      {mark} {} ({}) in {} → {}  {}",
+        finding.identifier,
+        finding.encoding,
+        finding.place,
+        recipient,
+        violations.join(", ")
+    );
+    ellipsize(line.trim_end(), width)
 }
 
 /// ANSI colour of a flow's line: red for failures, yellow for tunnels and

@@ -30,8 +30,9 @@ impl Sink for ChannelSink {
         "test-channel"
     }
     fn handle(&mut self, event: &SessionEvent) -> std::io::Result<()> {
-        let SessionEvent::FlowDone(flow) = event;
-        let _ = self.0.send(flow.clone());
+        if let SessionEvent::FlowDone(flow) = event {
+            let _ = self.0.send(flow.clone());
+        }
         Ok(())
     }
 }
@@ -116,7 +117,15 @@ impl Harness {
         }
     }
 
-    /// Stops the proxy (grace `grace`) and returns every flow not yet taken.
+    /// Stops the proxy with `grace` for flows in flight; returns how many
+    /// were still unfinished.
+    pub async fn shutdown_proxy(&mut self, grace: Duration) -> usize {
+        let proxy = self.proxy.take().expect("proxy running");
+        proxy.shutdown(grace).await
+    }
+
+    /// Stops the proxy (grace `grace`), closes the sinks and returns every
+    /// flow not yet taken.
     pub async fn stop(&mut self, grace: Duration) -> Vec<Arc<Flow>> {
         if let Some(proxy) = self.proxy.take() {
             proxy.shutdown(grace).await;

@@ -36,9 +36,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::{
-    handshake::derive_accept_key, protocol::Message, protocol::Role,
-};
+use tokio_tungstenite::tungstenite::{handshake::derive_accept_key, protocol::Role};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type RespBody = BoxBody<Bytes, BoxError>;
@@ -412,15 +410,11 @@ fn websocket(mut req: Request<Incoming>, ctx: &Ctx) -> Response<RespBody> {
 
 async fn ws_echo(mut ws: WebSocketStream<TokioIo<Upgraded>>) {
     while let Some(Ok(msg)) = ws.next().await {
-        match msg {
-            Message::Text(_) | Message::Binary(_) => {
-                if ws.send(msg).await.is_err() {
-                    break;
-                }
-            }
-            // tungstenite queues the Pong / Close reply itself; polling `next`
-            // again flushes it, and after a Close it then ends the stream.
-            _ => {}
+        // Only data messages are echoed: tungstenite queues the Pong / Close
+        // replies itself, polling `next` again flushes them, and after a Close
+        // the stream then ends.
+        if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+            break;
         }
     }
 }

@@ -1,0 +1,3 @@
+//! Throughput of the known-value search (being written).
+
+fn main() {}

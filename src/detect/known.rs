@@ -1,0 +1,463 @@
+//! Known-value search: the test device's own identifiers, in every form
+//! [`expand`] produces, found in a message fed in chunks of any size.
+//!
+//! One Aho-Corasick DFA holds every form; a [`KnownValueStream`] walks it
+//! byte by byte, carrying the automaton state from one chunk to the next,
+//! so a value split across chunks (even 1-byte chunks) is found and the
+//! message is never buffered. Matches are overlapping (`MatchKind::Standard`):
+//! every form that occurs is reported, including forms inside other forms
+//! (the national phone number inside `+86 138 0013 8000` is reported when
+//! its boundaries allow it); consumers pick the strongest per identifier
+//! with [`Encoding::strength`].
+//!
+//! Word boundaries: a digit-shaped form (IMEI, phone, decimal degrees) must
+//! not touch a digit on either side, a hex-shaped form (hex, hex digests,
+//! ANDROID_ID, MAC, UUID) must not touch a hex digit, and a package name
+//! must not touch a letter, digit, `_` or `.`; so the IMEI inside a 30-digit
+//! number, or an MD5 inside a longer hex run, is not a match. Decimal
+//! degrees are checked on the left only, since they match longer decimals
+//! by prefix. Base64 forms are exempt: they are found inside longer base64
+//! runs by design.
+
+use std::fmt;
+
+use aho_corasick::automaton::{Automaton, StateID};
+use aho_corasick::dfa::DFA;
+use aho_corasick::{Anchored, MatchKind, StartKind};
+
+use super::expand::{Encoding, Form, expand};
+use super::profile::DeviceProfile;
+
+/// Distinct installed-app package names one message must contain before
+/// it is reported as an app list (fewer when the profile lists fewer):
+/// a single package name is not a list, because the app under test and
+/// the SDKs it talks to name packages all the time.
+pub const MIN_APPS: usize = 3;
+
+/// Longest form that gets a left word-boundary check. The stream keeps the
+/// character classes of the last 128 bytes (not the bytes), which is what
+/// a check needs when a match began in an earlier chunk; longer forms
+/// (hex of custom values over 64 bytes) are not checked on the left.
+const LOOKBEHIND: usize = 128;
+
+/// One report: an identifier found in a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownMatch {
+    /// Profile key (`"imei"`, `"custom:account"`), `"location"` or
+    /// `"installed_apps"`.
+    pub identifier: String,
+    pub encoding: Encoding,
+    /// Byte offsets in the whole message; `end` is exclusive. For
+    /// location and installed apps: the part that completed the set.
+    pub start: u64,
+    pub end: u64,
+}
+
+/// Character classes for word boundaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Digit = 0,
+    Hex = 1,
+    Package = 2,
+}
+
+impl Class {
+    const ALL: [Class; 3] = [Class::Digit, Class::Hex, Class::Package];
+
+    fn contains(self, b: u8) -> bool {
+        match self {
+            Class::Digit => b.is_ascii_digit(),
+            Class::Hex => b.is_ascii_hexdigit(),
+            Class::Package => b.is_ascii_alphanumeric() || b == b'_' || b == b'.',
+        }
+    }
+}
+
+/// What a pattern's match means.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// Index into `KnownValueMatcher::identifiers`.
+    Identifier(usize),
+    Latitude,
+    Longitude,
+    /// Index of the package among the counted installed apps.
+    App(usize),
+}
+
+#[derive(Debug, Clone)]
+struct Pattern {
+    len: u64,
+    target: Target,
+    encoding: Encoding,
+    left: Option<Class>,
+    right: Option<Class>,
+}
+
+/// The searchable form of a device profile; build once, share across
+/// flows (it is immutable), start one [`KnownValueStream`] per message.
+/// `Debug` shows sizes only: the automaton's transitions spell the values.
+pub struct KnownValueMatcher {
+    /// `None` when there is nothing to search.
+    dfa: Option<DFA>,
+    /// Indexed by pattern ID.
+    patterns: Vec<Pattern>,
+    identifiers: Vec<String>,
+    /// Distinct apps needed for an app-list report (0: never reported).
+    apps_needed: usize,
+    apps_counted: usize,
+}
+
+impl KnownValueMatcher {
+    /// Builds the automaton from [`expand`]. An empty profile gives a
+    /// matcher that never matches. The package of the app under test
+    /// ([`DeviceProfile::app`]) does not count towards an app list.
+    pub fn new(profile: &DeviceProfile) -> KnownValueMatcher {
+        let mut identifiers: Vec<String> = Vec::new();
+        let mut apps: Vec<Vec<u8>> = Vec::new();
+        let mut patterns = Vec::new();
+        let mut bytes = Vec::new();
+        let own_app = profile.app().map(str::as_bytes);
+        for form in expand(profile) {
+            let target = match form.identifier.as_str() {
+                "location:lat" => Target::Latitude,
+                "location:lon" => Target::Longitude,
+                "installed_apps" if Some(form.bytes.as_slice()) == own_app => continue,
+                "installed_apps" => {
+                    let index = apps.iter().position(|a| *a == form.bytes);
+                    Target::App(index.unwrap_or_else(|| {
+                        apps.push(form.bytes.clone());
+                        apps.len() - 1
+                    }))
+                }
+                id => {
+                    let index = identifiers.iter().position(|i| i == id);
+                    Target::Identifier(index.unwrap_or_else(|| {
+                        identifiers.push(id.to_string());
+                        identifiers.len() - 1
+                    }))
+                }
+            };
+            let (left, right) = boundaries(&form);
+            patterns.push(Pattern {
+                len: form.bytes.len() as u64,
+                target,
+                encoding: form.encoding,
+                left: left.filter(|_| form.bytes.len() <= LOOKBEHIND),
+                right,
+            });
+            bytes.push(form.bytes);
+        }
+        let dfa = if bytes.is_empty() {
+            None
+        } else {
+            // Prefilter off: with it, start states become "special" and
+            // the hot loop would leave its fast path at every byte that
+            // returns to the start state.
+            DFA::builder()
+                .match_kind(MatchKind::Standard)
+                .start_kind(StartKind::Unanchored)
+                .prefilter(false)
+                .byte_classes(true)
+                .build(&bytes)
+                .map_err(|e| tracing::error!("known-value search disabled: {e}"))
+                .ok()
+        };
+        KnownValueMatcher {
+            patterns: if dfa.is_some() { patterns } else { Vec::new() },
+            dfa,
+            identifiers,
+            apps_needed: MIN_APPS.min(apps.len()),
+            apps_counted: apps.len(),
+        }
+    }
+
+    /// True when the matcher can never report anything.
+    pub fn is_empty(&self) -> bool {
+        self.dfa.is_none()
+    }
+
+    /// Number of byte strings searched.
+    pub fn pattern_count(&self) -> usize {
+        self.patterns.len()
+    }
+
+    /// A search over one message (URL, a header, a body, a WebSocket
+    /// message).
+    pub fn stream(&self) -> KnownValueStream<'_> {
+        let state = self.dfa.as_ref().and_then(|d| d.start_state(Anchored::No).ok());
+        KnownValueStream {
+            matcher: self,
+            state,
+            offset: 0,
+            recent: [0; 3],
+            pending: Vec::new(),
+            hits: Vec::new(),
+            latitude: None,
+            longitude: None,
+            location_done: false,
+            apps_seen: vec![false; self.apps_counted],
+            apps_count: 0,
+        }
+    }
+}
+
+impl fmt::Debug for KnownValueMatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KnownValueMatcher")
+            .field("patterns", &self.patterns.len())
+            .field("identifiers", &self.identifiers)
+            .field("apps_needed", &self.apps_needed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Left and right word-boundary classes of a form (see the module docs).
+fn boundaries(form: &Form) -> (Option<Class>, Option<Class>) {
+    let bytes = &form.bytes;
+    let hex_id = matches!(
+        form.identifier.as_str(),
+        "meid" | "android_id" | "adid" | "oaid" | "idfa" | "idfv" | "mac" | "bt_mac" | "bssid"
+    );
+    let hex_shaped = bytes.iter().all(|b| b.is_ascii_hexdigit() || b":-".contains(b));
+    let digit_shaped = bytes.iter().all(|b| b.is_ascii_digit() || b" -+.".contains(b));
+    let class = if form.encoding.is_base64() {
+        None
+    } else if form.identifier == "installed_apps" {
+        Some(Class::Package)
+    } else if form.encoding.is_hex() || (hex_id && hex_shaped) {
+        // Hex output stays hex-bounded even when it has only digits (the
+        // hex of an IMEI's ASCII): it may sit inside a hex dump.
+        Some(Class::Hex)
+    } else if digit_shaped {
+        Some(Class::Digit)
+    } else if hex_shaped {
+        Some(Class::Hex)
+    } else {
+        None
+    };
+    let Some(class) = class else {
+        return (None, None);
+    };
+    // Only an end that is itself in the class can run on into a longer
+    // token (`+86...` may follow a digit).
+    let left = bytes.first().is_some_and(|b| class.contains(*b)).then_some(class);
+    let right = bytes.last().is_some_and(|b| class.contains(*b)).then_some(class);
+    let right = right.filter(|_| form.encoding != Encoding::Decimal);
+    (left, right)
+}
+
+/// A match of pattern `pattern` ending at absolute offset `end`.
+#[derive(Debug, Clone, Copy)]
+struct Hit {
+    pattern: usize,
+    end: u64,
+}
+
+/// The search over one message. Feed chunks in order, then call
+/// [`KnownValueStream::finish`]. Memory is bounded by the matches pending
+/// at a chunk end, never by the message.
+#[derive(Debug)]
+pub struct KnownValueStream<'m> {
+    matcher: &'m KnownValueMatcher,
+    /// Automaton state after the bytes fed so far (`None`: empty matcher).
+    state: Option<StateID>,
+    /// Bytes fed so far.
+    offset: u64,
+    /// Per [`Class`]: bit `i` set when the byte `i + 1` positions before
+    /// `offset` is in the class (bytes before the message are in none).
+    recent: [u128; 3],
+    /// Matches ending exactly at `offset`, waiting for the next byte (or
+    /// the end of the message) to decide their right boundary.
+    pending: Vec<Hit>,
+    /// Scratch buffer for one chunk's raw hits.
+    hits: Vec<Hit>,
+    latitude: Option<(u64, u64)>,
+    longitude: Option<(u64, u64)>,
+    location_done: bool,
+    apps_seen: Vec<bool>,
+    apps_count: usize,
+}
+
+impl KnownValueStream<'_> {
+    /// Feeds the next chunk of the message. Matches are reported with
+    /// offsets relative to the whole message, in order of their end
+    /// offset. A match that ends exactly at the end of `chunk` is reported
+    /// by the next call (or by [`Self::finish`]) once the byte after it is
+    /// known. Location and installed apps are reported as soon as the
+    /// message has shown enough of them (see [`Self::finish`]).
+    pub fn feed(&mut self, chunk: &[u8], on_match: &mut dyn FnMut(KnownMatch)) {
+        let (Some(dfa), Some(state), Some(&first)) = (self.matcher.dfa.as_ref(), self.state, chunk.first())
+        else {
+            self.offset += chunk.len() as u64;
+            return;
+        };
+        let pending = std::mem::take(&mut self.pending);
+        for hit in &pending {
+            let right = self.matcher.patterns.get(hit.pattern).and_then(|p| p.right);
+            if !right.is_some_and(|c| c.contains(first)) {
+                self.confirm(*hit, on_match);
+            }
+        }
+        self.pending = pending;
+        self.pending.clear();
+
+        let mut hits = std::mem::take(&mut self.hits);
+        hits.clear();
+        self.state = Some(scan(dfa, state, chunk, self.offset, &mut hits));
+        let base = self.offset;
+        let chunk_end = base + chunk.len() as u64;
+        for hit in &hits {
+            let Some(pattern) = self.matcher.patterns.get(hit.pattern) else {
+                continue;
+            };
+            let start = hit.end.saturating_sub(pattern.len);
+            if let Some(class) = pattern.left {
+                if self.byte_before_in(class, start, base, chunk) {
+                    continue;
+                }
+            }
+            match pattern.right {
+                Some(_) if hit.end == chunk_end => self.pending.push(*hit),
+                Some(class) if byte_at(chunk, base, hit.end).is_some_and(|b| class.contains(b)) => {}
+                _ => self.confirm(*hit, on_match),
+            }
+        }
+        self.hits = hits;
+        self.remember_classes(chunk);
+        self.offset = chunk_end;
+    }
+
+    /// Ends the message: reports the matches that were waiting for the
+    /// byte after them (the end of a message is a boundary), then resets
+    /// the stream so it can search a new message from offset 0.
+    ///
+    /// Location (latitude and longitude both seen) and installed apps (at
+    /// least `MIN_APPS` distinct packages, or all the profile lists if
+    /// fewer) are properties of the whole message, but they are reported
+    /// during [`Self::feed`] as soon as the message has shown enough,
+    /// once per message, with the span of the part that completed them.
+    pub fn finish(&mut self, on_match: &mut dyn FnMut(KnownMatch)) {
+        for hit in std::mem::take(&mut self.pending) {
+            self.confirm(hit, on_match);
+        }
+        *self = self.matcher.stream();
+    }
+
+    /// Whether the byte just before absolute offset `start` is in `class`.
+    /// It lies in `chunk` (which starts at `base`) or before it, where
+    /// only its class is remembered.
+    fn byte_before_in(&self, class: Class, start: u64, base: u64, chunk: &[u8]) -> bool {
+        let Some(before) = start.checked_sub(1) else {
+            return false;
+        };
+        if let Some(b) = byte_at(chunk, base, before) {
+            return class.contains(b);
+        }
+        let back = base.saturating_sub(before + 1);
+        back < LOOKBEHIND as u64 && self.recent[class as usize] >> back & 1 == 1
+    }
+
+    /// Shifts `chunk`'s last bytes into the class history.
+    fn remember_classes(&mut self, chunk: &[u8]) {
+        let tail = &chunk[chunk.len().saturating_sub(LOOKBEHIND)..];
+        for class in Class::ALL {
+            let mask = &mut self.recent[class as usize];
+            *mask = mask.checked_shl(tail.len() as u32).unwrap_or(0);
+            for (i, b) in tail.iter().rev().enumerate() {
+                *mask |= u128::from(class.contains(*b)) << i;
+            }
+        }
+    }
+
+    /// Reports a match whose boundaries passed.
+    fn confirm(&mut self, hit: Hit, on_match: &mut dyn FnMut(KnownMatch)) {
+        let Some(pattern) = self.matcher.patterns.get(hit.pattern) else {
+            return;
+        };
+        let span = (hit.end.saturating_sub(pattern.len), hit.end);
+        let report = |identifier: &str, encoding| KnownMatch {
+            identifier: identifier.to_string(),
+            encoding,
+            start: span.0,
+            end: span.1,
+        };
+        match pattern.target {
+            Target::Identifier(i) => {
+                if let Some(id) = self.matcher.identifiers.get(i) {
+                    on_match(report(id, pattern.encoding));
+                }
+            }
+            Target::Latitude | Target::Longitude => {
+                if matches!(pattern.target, Target::Latitude) {
+                    self.latitude = Some(span);
+                } else {
+                    self.longitude = Some(span);
+                }
+                if !self.location_done && self.latitude.is_some() && self.longitude.is_some() {
+                    self.location_done = true;
+                    on_match(report("location", pattern.encoding));
+                }
+            }
+            Target::App(i) => {
+                if let Some(seen) = self.apps_seen.get_mut(i) {
+                    if !*seen {
+                        *seen = true;
+                        self.apps_count += 1;
+                        if self.apps_count == self.matcher.apps_needed {
+                            on_match(report("installed_apps", pattern.encoding));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn byte_at(chunk: &[u8], base: u64, at: u64) -> Option<u8> {
+    let index = usize::try_from(at.checked_sub(base)?).ok()?;
+    chunk.get(index).copied()
+}
+
+/// Walks `chunk` from `state`, appending every match (absolute end =
+/// `base` + index + 1) to `hits`; returns the state after the chunk.
+///
+/// The loop does one table lookup per byte and leaves it only on a
+/// "special" state: the DFA numbers its match (and dead) states below all
+/// others, so `is_special` is a single comparison, and with the prefilter
+/// off start states are not special.
+#[inline]
+fn scan(dfa: &DFA, mut state: StateID, chunk: &[u8], base: u64, hits: &mut Vec<Hit>) -> StateID {
+    for (i, &b) in chunk.iter().enumerate() {
+        state = dfa.next_state(Anchored::No, state, b);
+        if dfa.is_special(state) {
+            state = special(dfa, state, base + i as u64 + 1, hits);
+        }
+    }
+    state
+}
+
+/// Records the matches of a special state; kept out of line so the hot
+/// loop stays small.
+#[cold]
+#[inline(never)]
+fn special(dfa: &DFA, state: StateID, end: u64, hits: &mut Vec<Hit>) -> StateID {
+    if dfa.is_match(state) {
+        for i in 0..dfa.match_len(state) {
+            hits.push(Hit {
+                pattern: dfa.match_pattern(state, i).as_usize(),
+                end,
+            });
+        }
+        state
+    } else if dfa.is_dead(state) {
+        // An unanchored standard DFA has no reachable dead state; restart
+        // rather than stop if one ever appears.
+        dfa.start_state(Anchored::No).unwrap_or(state)
+    } else {
+        state
+    }
+}
+
+#[cfg(test)]
+#[path = "known_tests.rs"]
+mod tests;
