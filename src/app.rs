@@ -60,8 +60,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let served = runtime.block_on(async {
         let proxy = proxy::start(&config, &ca, pipeline).await?;
+        // Handlers first: a signal right after the banner must stop us
+        // cleanly, not kill us with the default action.
+        let mut stop = StopSignals::install()?;
         print_banner(&config, proxy.addr(), &ca, &out);
-        wait_for_stop_signal().await?;
+        stop.wait().await;
         eprintln!("Stopping: letting flows in flight finish (up to {grace:?})...");
         let unfinished = proxy.shutdown(grace).await;
         if unfinished > 0 {
@@ -136,17 +139,35 @@ fn print_banner(config: &ProxyConfig, addr: std::net::SocketAddr, ca: &CertAutho
     eprintln!("Recording to {}; Ctrl-C to stop.", out.display());
 }
 
-async fn wait_for_stop_signal() -> anyhow::Result<()> {
+/// Ctrl-C and SIGTERM, registered at once so none is missed.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        tokio::select! {
-            result = tokio::signal::ctrl_c() => result.context("waiting for Ctrl-C")?,
-            _ = term.recv() => {}
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<StopSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(StopSignals {
+                interrupt: signal(SignalKind::interrupt()).context("installing the Ctrl-C handler")?,
+                terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
     }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
-    Ok(())
+
+    async fn wait(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

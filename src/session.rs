@@ -7,7 +7,7 @@
 //! proxy. A sink that fails is reported and the others carry on.
 
 use crate::consent::PhaseChange;
-use crate::detect::finding::Finding;
+use crate::detect::finding::{Finding, FlowLabels};
 use crate::flow::Flow;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -18,6 +18,8 @@ use std::thread;
 pub enum SessionEvent {
     /// A flow completed; its record is final.
     FlowDone(Arc<Flow>),
+    /// The inspector labelled a flow (before its findings and its end).
+    FlowLabels(Arc<FlowLabels>),
     /// A detector found personal data (sent before its flow completes).
     Finding(Arc<Finding>),
     /// The tester switched the consent phase.

@@ -111,3 +111,14 @@ impl Finding {
         self.place != "response-body" && self.place != "ws-response"
     }
 }
+
+/// How the inspector labelled a flow when its request started: the same
+/// phase, party and SDK every finding of the flow carries. Sent once per
+/// inspected flow, before any of its findings.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowLabels {
+    pub flow_id: FlowId,
+    pub phase: ConsentPhase,
+    pub party: Party,
+    pub sdk: Option<SdkInfo>,
+}

@@ -7,7 +7,7 @@
 //! message — before the flow itself completes, so evidence reaches disk
 //! while a long response is still streaming.
 
-use super::finding::{Finding, Party};
+use super::finding::{Finding, FlowLabels, Party};
 use super::scan::{Detectors, Hit, MessageScan, sniff_container};
 use super::sdk::{SdkCatalogue, SdkInfo};
 use super::verdict::Verdicts;
@@ -90,6 +90,13 @@ impl Inspector for PrivacyInspector {
             response: None,
             reported: HashSet::new(),
         };
+        let labels = FlowLabels {
+            flow_id: flow.id,
+            phase: tap.ctx.phase,
+            party: tap.ctx.party,
+            sdk: tap.ctx.sdk.clone(),
+        };
+        self.shared.tx.send(SessionEvent::FlowLabels(Arc::new(labels)));
         tap.scan_head(&request.url, &request.headers);
         Some(Box::new(tap))
     }

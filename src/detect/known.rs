@@ -98,7 +98,7 @@ struct Pattern {
 /// `Debug` shows sizes only: the automaton's transitions spell the values.
 pub struct KnownValueMatcher {
     /// `None` when there is nothing to search.
-    dfa: Option<DFA>,
+    search: Option<Search>,
     /// Indexed by pattern ID.
     patterns: Vec<Pattern>,
     identifiers: Vec<String>,
@@ -147,24 +147,10 @@ impl KnownValueMatcher {
             });
             bytes.push(form.bytes);
         }
-        let dfa = if bytes.is_empty() {
-            None
-        } else {
-            // Prefilter off: with it, start states become "special" and
-            // the hot loop would leave its fast path at every byte that
-            // returns to the start state.
-            DFA::builder()
-                .match_kind(MatchKind::Standard)
-                .start_kind(StartKind::Unanchored)
-                .prefilter(false)
-                .byte_classes(true)
-                .build(&bytes)
-                .map_err(|e| tracing::error!("known-value search disabled: {e}"))
-                .ok()
-        };
+        let search = Search::new(&bytes);
         KnownValueMatcher {
-            patterns: if dfa.is_some() { patterns } else { Vec::new() },
-            dfa,
+            patterns: if search.is_some() { patterns } else { Vec::new() },
+            search,
             identifiers,
             apps_needed: MIN_APPS.min(apps.len()),
             apps_counted: apps.len(),
@@ -173,7 +159,7 @@ impl KnownValueMatcher {
 
     /// True when the matcher can never report anything.
     pub fn is_empty(&self) -> bool {
-        self.dfa.is_none()
+        self.search.is_none()
     }
 
     /// Number of byte strings searched.
@@ -184,7 +170,7 @@ impl KnownValueMatcher {
     /// A search over one message (URL, a header, a body, a WebSocket
     /// message).
     pub fn stream(&self) -> KnownValueStream<'_> {
-        let state = self.dfa.as_ref().and_then(|d| d.start_state(Anchored::No).ok());
+        let state = self.search.as_ref().map(|s| s.start);
         KnownValueStream {
             matcher: self,
             state,
@@ -286,7 +272,7 @@ impl KnownValueStream<'_> {
     /// known. Location and installed apps are reported as soon as the
     /// message has shown enough of them (see [`Self::finish`]).
     pub fn feed(&mut self, chunk: &[u8], on_match: &mut dyn FnMut(KnownMatch)) {
-        let (Some(dfa), Some(state), Some(&first)) = (self.matcher.dfa.as_ref(), self.state, chunk.first())
+        let (Some(search), Some(state), Some(&first)) = (self.matcher.search.as_ref(), self.state, chunk.first())
         else {
             self.offset += chunk.len() as u64;
             return;
@@ -303,7 +289,7 @@ impl KnownValueStream<'_> {
 
         let mut hits = std::mem::take(&mut self.hits);
         hits.clear();
-        self.state = Some(scan(dfa, state, chunk, self.offset, &mut hits));
+        self.state = Some(search.scan(state, chunk, self.offset, &mut hits));
         let base = self.offset;
         let chunk_end = base + chunk.len() as u64;
         for hit in &hits {
@@ -418,22 +404,84 @@ fn byte_at(chunk: &[u8], base: u64, at: u64) -> Option<u8> {
     chunk.get(index).copied()
 }
 
-/// Walks `chunk` from `state`, appending every match (absolute end =
-/// `base` + index + 1) to `hits`; returns the state after the chunk.
+/// The automaton and the filter that lets the search skip most bytes.
 ///
-/// The loop does one table lookup per byte and leaves it only on a
-/// "special" state: the DFA numbers its match (and dead) states below all
-/// others, so `is_special` is a single comparison, and with the prefilter
-/// off start states are not special.
-#[inline]
-fn scan(dfa: &DFA, mut state: StateID, chunk: &[u8], base: u64, hits: &mut Vec<Hit>) -> StateID {
-    for (i, &b) in chunk.iter().enumerate() {
-        state = dfa.next_state(Anchored::No, state, b);
-        if dfa.is_special(state) {
-            state = special(dfa, state, base + i as u64 + 1, hits);
+/// The DFA alone costs a dependent table lookup per byte into a table of
+/// megabytes (hundreds of patterns, tens of thousands of states), which
+/// cache misses hold to ~200 MB/s. So the search alternates two modes:
+/// - filter: with the automaton in its start state (no match in
+///   progress), look at every `stride`-th 4-byte window and test it
+///   against the set of 4-grams that occur in the first `min_len` bytes
+///   of any pattern. Every occurrence of a pattern covers `min_len`
+///   bytes, so at least one sampled window falls inside its first
+///   `min_len` bytes: no occurrence is skipped. On a hit, the occurrence
+///   may start up to `min_len - 4` bytes before the window; the DFA
+///   starts there.
+/// - DFA: walk byte by byte until the automaton is back in its start
+///   state (nothing in progress), then filter again.
+///
+/// At the end of a chunk in filter mode, the last `min_len - 1` bytes
+/// (where an occurrence could start without fitting in the chunk) are
+/// walked by the DFA, so the state carried to the next chunk is always a
+/// true automaton state. Patterns shorter than 4 bytes disable the filter.
+struct Search {
+    dfa: DFA,
+    start: StateID,
+    filter: Option<Filter>,
+}
+
+impl Search {
+    fn new(patterns: &[Vec<u8>]) -> Option<Search> {
+        if patterns.is_empty() {
+            return None;
         }
+        // Prefilter off: with it, start states become "special" and the
+        // hot loop would leave its fast path at every return to the start.
+        let dfa = DFA::builder()
+            .match_kind(MatchKind::Standard)
+            .start_kind(StartKind::Unanchored)
+            .prefilter(false)
+            .byte_classes(true)
+            .build(patterns)
+            .map_err(|e| tracing::error!("known-value search disabled: {e}"))
+            .ok()?;
+        let start = dfa.start_state(Anchored::No).ok()?;
+        Some(Search {
+            dfa,
+            start,
+            filter: Filter::new(patterns),
+        })
     }
-    state
+
+    /// Walks `chunk` from `state`, appending every match (absolute end =
+    /// `base` + index + 1) to `hits`; returns the state after the chunk.
+    fn scan(&self, mut state: StateID, chunk: &[u8], base: u64, hits: &mut Vec<Hit>) -> StateID {
+        let dfa = &self.dfa;
+        let mut i = 0;
+        while i < chunk.len() {
+            if let (true, Some(filter)) = (state == self.start, &self.filter) {
+                i = filter
+                    .candidate(chunk, i)
+                    .unwrap_or_else(|| i.max(chunk.len().saturating_sub(filter.min_len - 1)));
+            }
+            // DFA mode: at least one byte, then until back at the start.
+            // `is_special` is one comparison: the DFA numbers its match
+            // (and dead) states below all others, and with the prefilter
+            // off the start state is not special.
+            for &b in chunk.get(i..).unwrap_or_default() {
+                state = dfa.next_state(Anchored::No, state, b);
+                i += 1;
+                if dfa.is_special(state) {
+                    state = special(dfa, state, base + i as u64, hits);
+                }
+                DFA_BYTES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if state == self.start {
+                    break;
+                }
+            }
+        }
+        state
+    }
 }
 
 /// Records the matches of a special state; kept out of line so the hot
@@ -458,6 +506,68 @@ fn special(dfa: &DFA, state: StateID, end: u64, hits: &mut Vec<Hit>) -> StateID 
     }
 }
 
+/// log2 of the filter's bit count: 2^20 bits (128 KiB) keep hash
+/// collisions rare (a few thousand 4-grams set, ~0.3% of random windows)
+/// while the independent lookups overlap their cache misses.
+const FILTER_BITS: u32 = 20;
+
+/// The sampled 4-gram filter (see [`Search`]).
+struct Filter {
+    bits: Box<[u64; 1 << (FILTER_BITS - 6)]>,
+    /// Length of the shortest pattern (at least 4).
+    min_len: usize,
+    /// Distance between sampled windows: `min_len - 3`.
+    stride: usize,
+}
+
+impl Filter {
+    fn new(patterns: &[Vec<u8>]) -> Option<Filter> {
+        let min_len = patterns.iter().map(Vec::len).min().filter(|m| *m >= 4)?;
+        let mut bits = Box::new([0u64; 1 << (FILTER_BITS - 6)]);
+        for pattern in patterns {
+            for window in pattern.get(..min_len).unwrap_or_default().windows(4) {
+                let h = Filter::hash(window);
+                bits[h >> 6] |= 1 << (h & 63);
+            }
+        }
+        Some(Filter {
+            bits,
+            min_len,
+            stride: min_len - 3,
+        })
+    }
+
+    #[inline(always)]
+    fn hash(window: &[u8]) -> usize {
+        let w = match window {
+            [a, b, c, d, ..] => u32::from_le_bytes([*a, *b, *c, *d]),
+            _ => 0,
+        };
+        // Multiplicative (Fibonacci) hashing: the top bits mix all four bytes.
+        (w.wrapping_mul(0x9E37_79B1) >> (32 - FILTER_BITS)) as usize
+    }
+
+    /// Where the DFA must start: the earliest position `>= from` at which
+    /// an occurrence may start, judged by the sampled windows that fit in
+    /// `chunk`. `None` when no window hits.
+    #[inline(always)]
+    fn candidate(&self, chunk: &[u8], from: usize) -> Option<usize> {
+        let mut q = from;
+        while let Some(window) = chunk.get(q..q + 4) {
+            let h = Filter::hash(window);
+            if self.bits[h >> 6] >> (h & 63) & 1 != 0 {
+                CANDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Some(q.saturating_sub(self.min_len - 4).max(from));
+            }
+            q += self.stride;
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 #[path = "known_tests.rs"]
 mod tests;
+
+pub static DFA_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static CANDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -1,42 +1,25 @@
 //! Who received a flow: the catalogue of third-party SDK endpoints.
 //!
-//! The catalogue is data: `detectors/sdks.toml` is compiled into the binary,
-//! and `[[sdk]]` entries in user rule directories add to it or replace its
-//! entries by name. Each entry names one SDK product, its vendor and
-//! categories, and the domains (optionally narrowed to path prefixes) it
-//! sends to. [`SdkCatalogue::lookup`] runs once per flow: it costs one hash
-//! probe per label of the host, never a scan over the entries.
-//!
-//! Mistakes in the data are errors that cite `file:line` (the line of the
-//! offending `[[sdk]]` header, or of the TOML syntax error), the entry's
-//! name, and what is wrong. The format is documented in `detectors/README.md`.
+//! The catalogue is data: `detectors/sdks.toml`, compiled in, plus `[[sdk]]`
+//! entries from user rule directories, which add entries or replace them by
+//! name. Each entry names one SDK product, its vendor and categories, and
+//! the domains (optionally narrowed to path prefixes) it sends to.
+//! [`SdkCatalogue::lookup`] runs once per flow and costs one hash probe per
+//! label of the host. Bad data is an error citing `file:line`, the entry and
+//! the problem. The format is documented in `detectors/README.md`.
 
 use std::borrow::Cow;
+use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::fs;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use toml::Spanned;
 
-/// The category vocabulary. An entry lists one or more of these; the first
-/// is its primary category (the one findings report).
-///
-/// - `analytics`: usage and event analytics, app logs sent to a vendor
-/// - `advertising`: ad serving, ad creatives, ad measurement
-/// - `attribution`: install attribution and deep links
-/// - `push`: push messaging and its connection scheduling
-/// - `crash-reporting`: crash reports and app performance monitoring
-/// - `social-login`: sign-in with a social account
-/// - `social-share`: sharing to social networks
-/// - `payment`: payment SDKs
-/// - `maps-location`: maps and positioning
-/// - `customer-support`: in-app help desks and chat
-/// - `fingerprinting`: device fingerprinting, risk control, anti-fraud, bot checks
-/// - `a-b-testing`: experiments and remote feature flags
-/// - `login-phone-number`: one-tap login that reads the phone number from the carrier
-/// - `session-replay`: screen and session recording
+/// The category vocabulary (what each covers is in `detectors/README.md`).
+/// An entry lists one or more; the first is its primary category.
 pub const CATEGORIES: &[&str] = &[
     "analytics",
     "advertising",
@@ -58,14 +41,10 @@ const EMBEDDED_TEXT: &str = include_str!("../../detectors/sdks.toml");
 /// How errors in the built-in catalogue name their file.
 const EMBEDDED_ORIGIN: &str = "detectors/sdks.toml";
 
-/// The `sdk` object of a finding: who received the data.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct SdkInfo {
-    pub name: String,
-    pub vendor: String,
-    /// The entry's primary (first) category.
-    pub category: String,
-}
+/// The `sdk` object of a finding (`{name, vendor, category}`, the category
+/// being the entry's primary one). The findings contract owns the type;
+/// [`Sdk::info`] builds it.
+pub use super::finding::SdkInfo;
 
 /// One catalogue entry, validated: every domain is a lowercase host name,
 /// every category is in [`CATEGORIES`] (and there is at least one), and the
@@ -103,10 +82,17 @@ impl Sdk {
     pub fn defined_at(&self) -> (&str, usize) {
         (&self.origin, self.line)
     }
+
+    fn at(&self) -> String {
+        format!("{}:{}", self.origin, self.line)
+    }
+
+    fn error(&self, problem: EntryProblem) -> CatalogueError {
+        CatalogueError::entry(&self.origin, self.line, &self.name, problem)
+    }
 }
 
-/// A problem with catalogue data. Every variant but [`CatalogueError::Read`]
-/// carries the origin (file path) and line it refers to.
+/// A problem with catalogue data, or a rules directory that cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogueError {
     #[error("cannot read {}: {source}", path.display())]
@@ -115,78 +101,64 @@ pub enum CatalogueError {
         source: std::io::Error,
     },
     /// TOML syntax, a value of the wrong type, a missing or unknown field.
+    /// `line` is where the parser points (line 1 in the rare case it cannot).
     #[error("{origin}:{line}: {message}")]
     Toml {
         origin: String,
         line: usize,
         message: String,
     },
-    #[error(
-        "{origin}:{line}: sdk \"{name}\": unknown category \"{category}\" (use one of: {})",
-        CATEGORIES.join(", ")
-    )]
-    UnknownCategory {
-        origin: String,
-        line: usize,
-        name: String,
-        category: String,
-    },
-    #[error(
-        "{origin}:{line}: sdk \"{name}\": empty domains; an entry needs at least one domain (or a path_anywhere pattern)"
-    )]
-    EmptyDomains {
-        origin: String,
-        line: usize,
-        name: String,
-    },
-    #[error("{origin}:{line}: sdk \"{name}\": domain \"{domain}\" {problem}")]
-    BadDomain {
-        origin: String,
-        line: usize,
-        name: String,
-        domain: String,
-        problem: &'static str,
-    },
-    #[error("{origin}:{line}: sdk \"{name}\": path \"{path}\" {problem}")]
-    BadPath {
-        origin: String,
-        line: usize,
-        name: String,
-        path: String,
-        problem: &'static str,
-    },
-    /// Empty name or vendor, no category, a malformed region.
+    /// An entry that is wrong on its own or conflicts with another one.
+    /// `line` is that of the entry's `[[sdk]]` header.
     #[error("{origin}:{line}: sdk \"{name}\": {problem}")]
-    Invalid {
+    Entry {
         origin: String,
         line: usize,
         name: String,
-        problem: String,
+        problem: Box<EntryProblem>,
     },
-    #[error(
-        "{origin}:{line}: sdk \"{name}\": duplicate name, already defined at {first_origin}:{first_line} (names are compared ignoring case)"
-    )]
-    DuplicateName {
-        origin: String,
-        line: usize,
-        name: String,
-        first_origin: String,
-        first_line: usize,
+}
+
+/// What is wrong with one `[[sdk]]` entry.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryProblem {
+    #[error("unknown category \"{category}\" (use one of: {})", CATEGORIES.join(", "))]
+    UnknownCategory { category: String },
+    #[error("empty domains; an entry needs at least one domain (or a path_anywhere pattern)")]
+    EmptyDomains,
+    #[error("domain \"{domain}\" {reason}")]
+    BadDomain {
+        domain: String,
+        reason: &'static str,
     },
-    /// Two entries claim the same domain (or the same domain and path, or
-    /// the same `path_anywhere` pattern), so a request could not tell them apart.
+    #[error("path \"{path}\" {reason}")]
+    BadPath { path: String, reason: &'static str },
+    /// Empty name or vendor, no or repeated category, malformed region.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("duplicate name, already used at {first_at} (names compare ignoring case)")]
+    DuplicateName { first_at: String },
+    /// Two entries claim one domain (and path), or one `path_anywhere`
+    /// pattern, so a request could not tell them apart.
     #[error(
-        "{origin}:{line}: sdk \"{name}\": {claim} is already claimed by \"{other}\" ({other_origin}:{other_line}); give one of them `paths` that tell them apart, or replace that entry by name"
+        "{claim} is already claimed by \"{other}\" ({other_at}); give one of them `paths` that tell them apart, or replace that entry by name"
     )]
     Clash {
-        origin: String,
-        line: usize,
-        name: String,
         claim: String,
         other: String,
-        other_origin: String,
-        other_line: usize,
+        other_at: String,
     },
+}
+
+impl CatalogueError {
+    fn entry(origin: &str, line: usize, name: &str, problem: EntryProblem) -> CatalogueError {
+        CatalogueError::Entry {
+            origin: origin.to_string(),
+            line,
+            name: name.to_string(),
+            problem: Box::new(problem),
+        }
+    }
 }
 
 /// The SDK catalogue, indexed for per-flow lookup.
@@ -220,20 +192,15 @@ impl SdkCatalogue {
     }
 
     /// The built-in entries merged with the `[[sdk]]` entries of every
-    /// `*.toml` file in `dirs`. Files with no `sdk` key are skipped, since
-    /// identifier rules live in the same directories. A user entry whose
-    /// name matches a built-in one replaces it.
-    ///
-    /// Only the top level of each directory is read, files in name
-    /// order, directories in the order given. A directory that cannot be
-    /// read, or a file that is not valid TOML, is an error (it cannot be
-    /// told apart from a broken catalogue file). Names compare ignoring
-    /// case; two user entries with the same name are an error. A replaced
-    /// entry keeps its place in [`SdkCatalogue::iter`]; new ones follow.
+    /// `*.toml` file directly in `dirs` (files in name order). Files with no
+    /// `sdk` key are skipped, since identifier rules live in the same places;
+    /// an unreadable directory or a file that is not TOML is an error. A user
+    /// entry named like a built-in one (ignoring case) replaces it in place;
+    /// others are appended; two user entries with one name are an error.
     pub fn load(dirs: &[PathBuf]) -> Result<SdkCatalogue, CatalogueError> {
         let mut sdks = parse_entries(EMBEDDED_TEXT, EMBEDDED_ORIGIN)?;
         let embedded_len = sdks.len();
-        let mut user_names: HashMap<String, (String, usize)> = HashMap::new();
+        let mut user_names: HashMap<String, String> = HashMap::new();
         for dir in dirs {
             for file in toml_files(dir)? {
                 let text = fs::read_to_string(&file).map_err(|source| CatalogueError::Read {
@@ -242,16 +209,10 @@ impl SdkCatalogue {
                 })?;
                 for entry in parse_entries(&text, &file.display().to_string())? {
                     let key = entry.name.to_lowercase();
-                    if let Some((first_origin, first_line)) = user_names.get(&key) {
-                        return Err(CatalogueError::DuplicateName {
-                            origin: entry.origin,
-                            line: entry.line,
-                            name: entry.name,
-                            first_origin: first_origin.clone(),
-                            first_line: *first_line,
-                        });
+                    if let Some(first_at) = user_names.get(&key).cloned() {
+                        return Err(entry.error(EntryProblem::DuplicateName { first_at }));
                     }
-                    user_names.insert(key.clone(), (entry.origin.clone(), entry.line));
+                    user_names.insert(key.clone(), entry.at());
                     let embedded = sdks[..embedded_len]
                         .iter()
                         .position(|sdk| sdk.name.to_lowercase() == key);
@@ -281,39 +242,28 @@ impl SdkCatalogue {
         self.sdks.is_empty()
     }
 
-    /// The entry that a request to `host` for `path_and_query` went to, if
-    /// any. The longest claimed domain suffix of the host decides, so
-    /// `mi.gdt.qq.com` is GDT while `qq.com` and `www.qq.com` are nobody
-    /// (no entry claims `qq.com`).
+    /// The entry a request to `host` for `path_and_query` went to, if any.
+    /// The longest claimed domain suffix of the host decides: `mi.gdt.qq.com`
+    /// is GDT, while `qq.com` and `www.qq.com` are nobody (no entry claims
+    /// `qq.com`). Suffixes are cut at dots only (`notumeng.com` is not under
+    /// `umeng.com`); ASCII case, a port and a trailing dot are ignored; an IP
+    /// host (v4, v6 bracketed or bare) never matches a domain.
     ///
-    /// - `host` compares ignoring ASCII case, a trailing dot and a port
-    ///   (`Host:443`). Suffixes are cut at label boundaries only
-    ///   (`notumeng.com` is not under `umeng.com`). An IP address (v4, v6
-    ///   bracketed or bare) never matches a domain.
-    /// - At one suffix, an entry whose `paths` match beats an entry without
-    ///   `paths`, and the longer matching path beats the shorter. If only
-    ///   path-restricted entries claim the suffix and none matches, the walk
-    ///   goes on to shorter suffixes.
-    /// - `path_anywhere` patterns are prefixes: `path_and_query` must *start
-    ///   with* the pattern, where a `*` segment stands for one non-empty path
-    ///   segment. They apply to every host, IP hosts included, but only when
-    ///   no domain entry matched; the most specific pattern wins.
-    /// - Paths compare case-sensitively, as servers do.
+    /// At one suffix, an entry whose `paths` match beats one without `paths`,
+    /// and a longer matching path beats a shorter; if only path-restricted
+    /// entries claim the suffix and none fits, shorter suffixes are tried.
+    /// Only when no domain matched are `path_anywhere` patterns tried, on any
+    /// host (IPs too), most specific first. Every path pattern is a *prefix*
+    /// of `path_and_query` (never a substring), compared case-sensitively; a
+    /// `*` segment stands for one non-empty path segment.
     pub fn lookup(&self, host: &str, path_and_query: &str) -> Option<&Sdk> {
         if let Some(host) = normalize_host(host) {
-            let mut suffix: &str = &host;
-            loop {
-                if let Some(index) = self
-                    .by_domain
-                    .get(suffix)
-                    .and_then(|ids| self.pick(ids, path_and_query))
-                {
-                    return self.sdks.get(index);
-                }
-                match suffix.split_once('.') {
-                    Some((_, rest)) => suffix = rest,
-                    None => break,
-                }
+            // Longest first: the host itself, then each parent at a dot.
+            let suffixes =
+                std::iter::successors(Some(&*host), |s| s.split_once('.').map(|(_, rest)| rest));
+            let mut claimed = suffixes.filter_map(|suffix| self.by_domain.get(suffix));
+            if let Some(index) = claimed.find_map(|ids| self.pick(ids, path_and_query)) {
+                return self.sdks.get(index);
             }
         }
         self.anywhere
@@ -339,142 +289,95 @@ impl SdkCatalogue {
         self.sdks.iter()
     }
 
-    /// Among the entries claiming one suffix, the one whose paths fit best.
+    /// Among the entries claiming one suffix, the one whose paths fit
+    /// best: no `paths` scores 0, a matching prefix scores by its length.
+    /// On a tie the earlier entry wins.
     fn pick(&self, ids: &[usize], path: &str) -> Option<usize> {
-        let mut best: Option<(usize, usize)> = None;
-        for &index in ids {
-            let patterns = self.paths.get(index).map(Vec::as_slice).unwrap_or(&[]);
-            let score = if patterns.is_empty() {
-                Some(0)
-            } else {
-                patterns
-                    .iter()
-                    .filter(|pattern| pattern.matches(path))
-                    .map(|pattern| pattern.specificity + 1)
-                    .max()
-            };
-            if let Some(score) = score {
-                // Strictly better only: on a tie the earlier entry stays.
-                if best.is_none_or(|(top, _)| score > top) {
-                    best = Some((score, index));
-                }
+        let score = |index: usize| match self.paths.get(index) {
+            Some(patterns) if !patterns.is_empty() => {
+                let matching = patterns.iter().filter(|p| p.matches(path));
+                matching.map(|p| p.specificity + 1).max()
             }
-        }
-        best.map(|(_, index)| index)
+            _ => Some(0),
+        };
+        let scored = ids.iter().filter_map(|&index| Some((score(index)?, index)));
+        scored
+            .min_by_key(|&(score, index)| (Reverse(score), index))
+            .map(|(_, index)| index)
     }
 
     /// Checks names and claims across entries and builds the indexes.
     fn build(sdks: Vec<Sdk>) -> Result<SdkCatalogue, CatalogueError> {
-        let mut by_name = HashMap::new();
-        let mut by_vendor = HashMap::new();
-        let mut claims: HashMap<(&str, Option<&str>), usize> = HashMap::new();
-        let mut anywhere_claims: HashMap<&str, usize> = HashMap::new();
+        let mut catalogue = SdkCatalogue::default();
+        // (domain, path): "" for a domain without `paths`, and for the
+        // domain of a `path_anywhere` pattern (neither is ever valid data).
+        let mut claims: HashMap<(&str, &str), usize> = HashMap::new();
         for (index, sdk) in sdks.iter().enumerate() {
-            if let Some(&first) = by_name.get(&sdk.name.to_lowercase()) {
-                let first: &Sdk = &sdks[first];
-                return Err(CatalogueError::DuplicateName {
-                    origin: sdk.origin.clone(),
-                    line: sdk.line,
-                    name: sdk.name.clone(),
-                    first_origin: first.origin.clone(),
-                    first_line: first.line,
-                });
+            if let Some(&first) = catalogue.by_name.get(&sdk.name.to_lowercase()) {
+                let first_at = sdks[first].at();
+                return Err(sdk.error(EntryProblem::DuplicateName { first_at }));
             }
-            by_name.insert(sdk.name.to_lowercase(), index);
-            by_vendor.entry(sdk.vendor.to_lowercase()).or_insert(index);
-            for domain in &sdk.domains {
-                let keys: Vec<Option<&str>> = if sdk.paths.is_empty() {
-                    vec![None]
-                } else {
-                    sdk.paths.iter().map(|path| Some(path.as_str())).collect()
-                };
-                for key in keys {
-                    if let Some(&other) = claims.get(&(domain.as_str(), key)) {
-                        let claim = match key {
-                            None => format!("domain \"{domain}\""),
-                            Some(path) => format!("domain \"{domain}\" with path \"{path}\""),
-                        };
-                        return Err(clash(sdk, claim, &sdks[other]));
-                    }
-                    claims.insert((domain.as_str(), key), index);
+            catalogue.by_name.insert(sdk.name.to_lowercase(), index);
+            let vendor = sdk.vendor.to_lowercase();
+            catalogue.by_vendor.entry(vendor).or_insert(index);
+            let paths: Vec<&str> = if sdk.paths.is_empty() {
+                vec![""]
+            } else {
+                sdk.paths.iter().map(String::as_str).collect()
+            };
+            let domains = sdk.domains.iter().map(String::as_str);
+            let on_domains = domains.flat_map(|d| paths.iter().map(move |p| (d, *p)));
+            let anywhere = sdk.path_anywhere.iter().map(|p| ("", p.as_str()));
+            for (domain, path) in on_domains.chain(anywhere) {
+                if let Some(&other) = claims.get(&(domain, path)) {
+                    let claim = match (domain, path) {
+                        ("", _) => format!("path_anywhere pattern \"{path}\""),
+                        (_, "") => format!("domain \"{domain}\""),
+                        _ => format!("domain \"{domain}\" with path \"{path}\""),
+                    };
+                    let (other_at, other) = (sdks[other].at(), sdks[other].name.clone());
+                    return Err(sdk.error(EntryProblem::Clash {
+                        claim,
+                        other,
+                        other_at,
+                    }));
                 }
+                claims.insert((domain, path), index);
+            }
+            for domain in &sdk.domains {
+                let owners = catalogue.by_domain.entry(domain.clone()).or_default();
+                owners.push(index);
             }
             for pattern in &sdk.path_anywhere {
-                if let Some(&other) = anywhere_claims.get(pattern.as_str()) {
-                    let claim = format!("path_anywhere pattern \"{pattern}\"");
-                    return Err(clash(sdk, claim, &sdks[other]));
-                }
-                anywhere_claims.insert(pattern.as_str(), index);
+                catalogue.anywhere.push((PathPattern::new(pattern), index));
             }
-        }
-        let mut by_domain: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut anywhere = Vec::new();
-        for (index, sdk) in sdks.iter().enumerate() {
-            for domain in &sdk.domains {
-                by_domain.entry(domain.clone()).or_default().push(index);
-            }
-            for pattern in &sdk.path_anywhere {
-                anywhere.push((PathPattern::new(pattern), index));
-            }
+            let compiled = sdk.paths.iter().map(|p| PathPattern::new(p)).collect();
+            catalogue.paths.push(compiled);
         }
         // Stable: equally specific patterns keep catalogue order.
-        anywhere.sort_by(|(a, _), (b, _)| b.specificity.cmp(&a.specificity));
-        let paths = sdks
-            .iter()
-            .map(|sdk| sdk.paths.iter().map(|p| PathPattern::new(p)).collect())
-            .collect();
-        Ok(SdkCatalogue {
-            sdks,
-            paths,
-            by_domain,
-            anywhere,
-            by_name,
-            by_vendor,
-        })
-    }
-}
-
-fn clash(sdk: &Sdk, claim: String, other: &Sdk) -> CatalogueError {
-    CatalogueError::Clash {
-        origin: sdk.origin.clone(),
-        line: sdk.line,
-        name: sdk.name.clone(),
-        claim,
-        other: other.name.clone(),
-        other_origin: other.origin.clone(),
-        other_line: other.line,
+        let anywhere = &mut catalogue.anywhere;
+        anywhere.sort_by_key(|(pattern, _)| Reverse(pattern.specificity));
+        catalogue.sdks = sdks;
+        Ok(catalogue)
     }
 }
 
 /// A path prefix in which a `*` segment stands for one non-empty segment.
 #[derive(Debug, Clone)]
 struct PathPattern {
-    pieces: Vec<Piece>,
+    /// The pattern split at each `*`: one segment lies between neighbours.
+    literals: Vec<String>,
     /// Literal characters: a longer literal is a more specific pattern.
     specificity: usize,
-}
-
-#[derive(Debug, Clone)]
-enum Piece {
-    Literal(String),
-    Segment,
 }
 
 impl PathPattern {
     /// `pattern` must have passed [`path_problem`].
     fn new(pattern: &str) -> PathPattern {
-        let mut pieces = Vec::new();
-        for (i, literal) in pattern.split('*').enumerate() {
-            if i > 0 {
-                pieces.push(Piece::Segment);
-            }
-            if !literal.is_empty() {
-                pieces.push(Piece::Literal(literal.to_string()));
-            }
-        }
-        let specificity = pattern.len() - pattern.matches('*').count();
+        let literals: Vec<String> = pattern.split('*').map(str::to_string).collect();
+        let specificity = literals.iter().map(String::len).sum();
         PathPattern {
-            pieces,
+            literals,
             specificity,
         }
     }
@@ -482,19 +385,17 @@ impl PathPattern {
     /// Whether `path_and_query` starts with this pattern.
     fn matches(&self, path_and_query: &str) -> bool {
         let mut rest = path_and_query;
-        for piece in &self.pieces {
-            match piece {
-                Piece::Literal(literal) => match rest.strip_prefix(literal.as_str()) {
-                    Some(after) => rest = after,
-                    None => return false,
-                },
-                Piece::Segment => {
-                    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-                    if end == 0 {
-                        return false;
-                    }
-                    rest = &rest[end..];
+        for (i, literal) in self.literals.iter().enumerate() {
+            if i > 0 {
+                let segment = rest.find(['/', '?']).unwrap_or(rest.len());
+                if segment == 0 {
+                    return false;
                 }
+                rest = &rest[segment..];
+            }
+            match rest.strip_prefix(literal.as_str()) {
+                Some(after) => rest = after,
+                None => return false,
             }
         }
         true
@@ -530,18 +431,16 @@ struct RawFile {
     sdk: Option<Vec<Spanned<RawSdk>>>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Missing fields default to empty, and [`validate`] names what is absent.
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
 struct RawSdk {
     name: String,
     vendor: String,
     category: Vec<String>,
     region: Option<String>,
-    #[serde(default)]
     domains: Vec<String>,
-    #[serde(default)]
     paths: Vec<String>,
-    #[serde(default)]
     path_anywhere: Vec<String>,
 }
 
@@ -566,87 +465,61 @@ fn parse_entries(text: &str, origin: &str) -> Result<Vec<Sdk>, CatalogueError> {
 
 /// 1-based line of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    text.bytes().take(offset).filter(|&b| b == b'\n').count() + 1
 }
 
 fn validate(raw: RawSdk, origin: &str, line: usize) -> Result<Sdk, CatalogueError> {
     let name = raw.name.trim().to_string();
-    let invalid = |problem: &str| CatalogueError::Invalid {
-        origin: origin.to_string(),
-        line,
-        name: name.clone(),
-        problem: problem.to_string(),
-    };
-    if name.is_empty() {
-        return Err(invalid("the name is empty"));
-    }
+    let fail = |problem| Err(CatalogueError::entry(origin, line, &name, problem));
+    let invalid = |text: String| fail(EntryProblem::Invalid(text));
     let vendor = raw.vendor.trim().to_string();
-    if vendor.is_empty() {
-        return Err(invalid("the vendor is empty"));
+    if name.is_empty() || vendor.is_empty() {
+        let field = if name.is_empty() { "name" } else { "vendor" };
+        return invalid(format!("the {field} is missing or empty"));
     }
     if raw.category.is_empty() {
-        return Err(invalid("no category; list at least one"));
+        return invalid("no category; list at least one in `category`".into());
     }
     for (i, category) in raw.category.iter().enumerate() {
         if !CATEGORIES.contains(&category.as_str()) {
-            return Err(CatalogueError::UnknownCategory {
-                origin: origin.to_string(),
-                line,
-                name,
-                category: category.clone(),
-            });
+            let category = category.clone();
+            return fail(EntryProblem::UnknownCategory { category });
         }
         if raw.category[..i].contains(category) {
-            return Err(invalid(&format!("category \"{category}\" is listed twice")));
+            return invalid(format!("category \"{category}\" is listed twice"));
         }
     }
     if let Some(region) = &raw.region {
         let code = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
         if region.is_empty() || !region.bytes().all(code) {
-            return Err(invalid(&format!(
-                "region \"{region}\" must be a lowercase code such as \"cn\" or \"global\""
-            )));
+            return invalid(format!(
+                "region \"{region}\" must be a lowercase code such as \"cn\""
+            ));
         }
     }
     if raw.domains.is_empty() && raw.path_anywhere.is_empty() {
-        return Err(CatalogueError::EmptyDomains {
-            origin: origin.to_string(),
-            line,
-            name,
-        });
+        return fail(EntryProblem::EmptyDomains);
+    }
+    if !raw.paths.is_empty() && raw.domains.is_empty() {
+        return invalid("`paths` narrow `domains`, but there are no domains".into());
     }
     for (i, domain) in raw.domains.iter().enumerate() {
-        let problem = domain_problem(domain).or_else(|| {
+        let twice = || {
             raw.domains[..i]
                 .contains(domain)
                 .then_some("is listed twice")
-        });
-        if let Some(problem) = problem {
-            return Err(CatalogueError::BadDomain {
-                origin: origin.to_string(),
-                line,
-                name,
-                domain: domain.clone(),
-                problem,
-            });
+        };
+        if let Some(reason) = domain_problem(domain).or_else(twice) {
+            let domain = domain.clone();
+            return fail(EntryProblem::BadDomain { domain, reason });
         }
-    }
-    if !raw.paths.is_empty() && raw.domains.is_empty() {
-        return Err(invalid("`paths` narrow `domains`, but there are no domains"));
     }
     for list in [&raw.paths, &raw.path_anywhere] {
         for (i, path) in list.iter().enumerate() {
-            let problem = path_problem(path)
-                .or_else(|| list[..i].contains(path).then_some("is listed twice"));
-            if let Some(problem) = problem {
-                return Err(CatalogueError::BadPath {
-                    origin: origin.to_string(),
-                    line,
-                    name,
-                    path: path.clone(),
-                    problem,
-                });
+            let twice = || list[..i].contains(path).then_some("is listed twice");
+            if let Some(reason) = path_problem(path).or_else(twice) {
+                let path = path.clone();
+                return fail(EntryProblem::BadPath { path, reason });
             }
         }
     }
@@ -664,61 +537,40 @@ fn validate(raw: RawSdk, origin: &str, line: usize) -> Result<Sdk, CatalogueErro
 }
 
 /// What is wrong with a `domains` value, if anything.
-fn domain_problem(domain: &str) -> Option<&'static str> {
-    if domain.contains("://") {
-        return Some("has a scheme; write the bare host name");
-    }
-    if domain.contains('/') {
-        return Some("has a path; put path prefixes in `paths`");
-    }
-    if domain.contains(':') {
-        return Some("has a port; ports are ignored when matching");
-    }
-    if domain.contains('*') {
-        return Some("has a wildcard; a domain already covers all its subdomains");
-    }
-    if domain.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Some("has uppercase letters; write it in lowercase");
-    }
-    if domain.is_empty() || domain.starts_with('.') || domain.ends_with('.') || domain.contains("..") {
-        return Some("has an empty label (a leading, trailing or doubled dot)");
-    }
-    let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.');
-    if !domain.bytes().all(allowed) {
-        return Some("may only use a-z, 0-9, '-', '_' and '.' (write other names in punycode)");
-    }
-    if domain.parse::<Ipv4Addr>().is_ok() {
-        return Some("is an IP address; IP hosts never match a domain");
-    }
-    if !domain.contains('.') {
-        return Some("is a single label; it would claim a whole top-level domain");
-    }
-    None
+fn domain_problem(d: &str) -> Option<&'static str> {
+    let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b);
+    let upper = d.bytes().any(|b| b.is_ascii_uppercase());
+    let reason = match d {
+        _ if d.contains("://") => "has a scheme; write the bare host name",
+        _ if d.contains('/') => "has a path; put path prefixes in `paths`",
+        _ if d.contains(':') => "has a port; ports are ignored when matching",
+        _ if d.contains('*') => "has a wildcard; a domain covers its subdomains already",
+        _ if upper => "has uppercase letters; write it in lowercase",
+        _ if d.split('.').any(str::is_empty) => {
+            "has an empty label (leading, trailing or double dot)"
+        }
+        _ if !d.bytes().all(allowed) => "may only use a-z, 0-9, '-', '_' and '.' (or punycode)",
+        _ if d.parse::<Ipv4Addr>().is_ok() => "is an IP address; IP hosts never match a domain",
+        _ if !d.contains('.') => "is a single label; it would claim a whole top-level domain",
+        _ => return None,
+    };
+    Some(reason)
 }
 
 /// What is wrong with a `paths` or `path_anywhere` value, if anything.
-fn path_problem(path: &str) -> Option<&'static str> {
-    if !path.starts_with('/') {
-        return Some("must start with '/'");
-    }
-    if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Some("contains whitespace or control characters");
-    }
-    if path.contains('#') {
-        return Some("contains '#'; fragments never reach the server");
-    }
-    let bytes = path.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        if b != b'*' {
-            continue;
+fn path_problem(p: &str) -> Option<&'static str> {
+    let after = |i: usize| p.as_bytes().get(i + 1).copied();
+    let whole = |(i, _)| p[..i].ends_with('/') && matches!(after(i), None | Some(b'/' | b'?'));
+    let reason = match p {
+        _ if !p.starts_with('/') => "must start with '/'",
+        _ if p.chars().any(|c| c.is_whitespace() || c.is_control()) => "contains whitespace",
+        _ if p.contains('#') => "contains '#'; fragments never reach the server",
+        _ if !p.match_indices('*').all(whole) => {
+            "uses '*' inside a segment; '*' must be a whole one"
         }
-        let before_ok = i > 0 && bytes[i - 1] == b'/';
-        let after_ok = matches!(bytes.get(i + 1), None | Some(b'/') | Some(b'?'));
-        if !before_ok || !after_ok {
-            return Some("uses '*' inside a segment; '*' must stand for a whole path segment");
-        }
-    }
-    None
+        _ => return None,
+    };
+    Some(reason)
 }
 
 /// `*.toml` files directly in `dir`, sorted by name.

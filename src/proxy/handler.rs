@@ -78,7 +78,8 @@ impl FlowHandler {
         if self.shared.ignores(&host) {
             let flow = tunnel::tunnel_flow(ctx.client_addr, &host, port);
             let pipeline = self.shared.pipeline.clone();
-            return tunnel::open(req, flow, pipeline, self.shared.connect_timeout)
+            let fixed = self.shared.resolve.get(&host.to_ascii_lowercase()).copied();
+            return tunnel::open(req, flow, pipeline, self.shared.connect_timeout, fixed)
                 .await
                 .into();
         }

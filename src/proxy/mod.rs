@@ -21,6 +21,7 @@ use crate::pipeline::Pipeline;
 use handler::{FlowHandler, WsRecorder};
 use hudsucker::Proxy;
 use regex::Regex;
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,6 +46,9 @@ pub struct ProxyConfig {
     pub connect_timeout: Duration,
     /// Per-host leaf certificates kept in memory.
     pub leaf_cache: usize,
+    /// Fixed upstream addresses by host name (`--resolve HOST=ADDR`), for
+    /// HTTP(S) flows and pass-through tunnels.
+    pub resolve: HashMap<String, SocketAddr>,
 }
 
 impl ProxyConfig {
@@ -59,6 +63,7 @@ impl ProxyConfig {
             insecure_upstream: false,
             connect_timeout: Duration::from_secs(10),
             leaf_cache: 1000,
+            resolve: HashMap::new(),
         }
     }
 }
@@ -70,6 +75,7 @@ pub(crate) struct Shared {
     pub ignore_hosts: Option<Regex>,
     pub cert_page: cert_page::CertPage,
     pub connect_timeout: Duration,
+    pub resolve: HashMap<String, SocketAddr>,
     /// The address actually bound (port resolved).
     pub listen: SocketAddr,
 }
@@ -156,13 +162,14 @@ pub async fn start(
         ignore_hosts: config.ignore_hosts.clone(),
         cert_page: cert_page::CertPage::new(ca),
         connect_timeout: config.connect_timeout,
+        resolve: config.resolve.clone(),
         listen: addr,
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let proxy = Proxy::builder()
         .with_listener(listener)
         .with_ca(ca.leaf_issuer(config.leaf_cache)?)
-        .with_http_connector(upstream::connector(tls.clone(), config.connect_timeout))
+        .with_http_connector(upstream::connector(tls.clone(), config.connect_timeout, &config.resolve))
         .with_http_handler(FlowHandler::new(shared))
         .with_websocket_handler(WsRecorder)
         .with_websocket_connector(upstream::websocket_connector(tls))

@@ -25,10 +25,16 @@ pub(crate) async fn open(
     mut flow: Flow,
     pipeline: Pipeline,
     connect_timeout: Duration,
+    fixed_addr: Option<std::net::SocketAddr>,
 ) -> Response<Body> {
     let tunnel = flow.tunnel.clone().expect("tunnel flows carry their target");
-    let target = (tunnel.host.as_str(), tunnel.port);
-    let server = match tokio::time::timeout(connect_timeout, TcpStream::connect(target)).await {
+    let connect = async {
+        match fixed_addr {
+            Some(addr) => TcpStream::connect(addr).await,
+            None => TcpStream::connect((tunnel.host.as_str(), tunnel.port)).await,
+        }
+    };
+    let server = match tokio::time::timeout(connect_timeout, connect).await {
         Ok(Ok(server)) => server,
         Ok(Err(err)) => return refuse(flow, pipeline, err.to_string()),
         Err(_) => return refuse(flow, pipeline, format!("no answer within {connect_timeout:?}")),

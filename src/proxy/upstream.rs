@@ -6,6 +6,12 @@
 //! loudly when it is on.
 
 use hudsucker::hyper_util::client::legacy::connect::HttpConnector;
+use hudsucker::hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use hudsucker::rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use hudsucker::rustls::crypto::{CryptoProvider, aws_lc_rs};
 use hudsucker::rustls::pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject};
@@ -54,9 +60,15 @@ pub(crate) fn client_tls(extra_roots: &[PathBuf], insecure: bool) -> Result<Clie
 }
 
 /// The HTTP(S) connector hudsucker forwards requests through: HTTP/1.1 and
-/// HTTP/2 by ALPN, TCP_NODELAY on, bounded connect time.
-pub(crate) fn connector(tls: ClientConfig, connect_timeout: Duration) -> HttpsConnector<HttpConnector> {
-    let mut http = HttpConnector::new();
+/// HTTP/2 by ALPN, TCP_NODELAY on, bounded connect time, `--resolve`
+/// overrides applied before the system resolver.
+pub(crate) fn connector(
+    tls: ClientConfig,
+    connect_timeout: Duration,
+    resolve: &HashMap<String, SocketAddr>,
+) -> HttpsConnector<HttpConnector<OverrideResolver>> {
+    let resolver = OverrideResolver { overrides: Arc::new(resolve.clone()), system: GaiResolver::new() };
+    let mut http = HttpConnector::new_with_resolver(resolver);
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
@@ -65,6 +77,36 @@ pub(crate) fn connector(tls: ClientConfig, connect_timeout: Duration) -> HttpsCo
         .https_or_http()
         .enable_all_versions()
         .wrap_connector(http)
+}
+
+/// Resolves `--resolve HOST=ADDR` names to their fixed address (like
+/// curl's `--resolve`), everything else through the system resolver.
+#[derive(Clone)]
+pub(crate) struct OverrideResolver {
+    overrides: Arc<HashMap<String, SocketAddr>>,
+    system: GaiResolver,
+}
+
+type Addrs = std::vec::IntoIter<SocketAddr>;
+type Resolving = Pin<Box<dyn Future<Output = Result<Addrs, std::io::Error>> + Send>>;
+
+impl tower_service::Service<Name> for OverrideResolver {
+    type Response = Addrs;
+    type Error = std::io::Error;
+    type Future = Resolving;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.system.poll_ready(cx)
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        if let Some(addr) = self.overrides.get(&name.as_str().to_ascii_lowercase()) {
+            let addrs = vec![*addr].into_iter();
+            return Box::pin(async move { Ok(addrs) });
+        }
+        let lookup = self.system.call(name);
+        Box::pin(async move { Ok(lookup.await?.collect::<Vec<_>>().into_iter()) })
+    }
 }
 
 /// Connector for upstream WebSockets, which speak HTTP/1.1 only.

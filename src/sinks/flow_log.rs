@@ -32,7 +32,7 @@ impl Sink for FlowLog {
                 serde_json::to_writer(&mut self.out, flow.as_ref())?;
                 self.out.write_all(b"\n")
             }
-            SessionEvent::Finding(_) | SessionEvent::PhaseChanged(_) => Ok(()),
+            _ => Ok(()),
         }
     }
 

@@ -3,3 +3,5 @@
 pub mod terminal;
 pub mod flow_log;
 pub mod findings;
+pub mod har;
+pub mod har_model;

@@ -74,6 +74,7 @@ impl Sink for TerminalLog {
                 let line = phase_banner(change, self.width);
                 self.write_line(&line, self.color.then_some("1;36"))
             }
+            SessionEvent::FlowLabels(_) => Ok(()),
         }
     }
 
