@@ -37,20 +37,27 @@ impl Rng {
 
     fn word(&mut self, min: usize, extra: usize) -> String {
         let len = min + self.below(extra + 1);
-        (0..len).map(|_| char::from(b'a' + self.below(26) as u8)).collect()
+        (0..len)
+            .map(|_| char::from(b'a' + self.below(26) as u8))
+            .collect()
     }
 
     fn digits(&mut self, min: usize, extra: usize) -> String {
         let len = min + self.below(extra + 1);
-        (0..len).map(|_| char::from(b'0' + self.below(10) as u8)).collect()
+        (0..len)
+            .map(|_| char::from(b'0' + self.below(10) as u8))
+            .collect()
     }
 
     fn hex(&mut self, min: usize, extra: usize) -> String {
         let len = min + self.below(extra + 1);
-        (0..len).map(|_| char::from(b"0123456789abcdef"[self.below(16)])).collect()
+        (0..len)
+            .map(|_| char::from(b"0123456789abcdef"[self.below(16)]))
+            .collect()
     }
 }
 
+#[rustfmt::skip]
 const KEYS: &[&str] = &[
     "id", "uid", "ts", "version", "channel", "sdk_ver", "os", "lang", "tz", "net", "carrier",
     "screen", "event", "page", "session", "sign", "token", "ref", "utm_source", "cb",
@@ -151,7 +158,8 @@ fn search(matcher: &KnownValueMatcher, corpus: &[u8], chunk: usize) -> usize {
 }
 
 fn bench(c: &mut Criterion) {
-    let profile = DeviceProfile::from_toml(PROFILE, "example-profile.toml").expect("example profile");
+    let profile =
+        DeviceProfile::from_toml(PROFILE, "example-profile.toml").expect("example profile");
     let matcher = KnownValueMatcher::new(&profile);
     let corpus = corpus();
     eprintln!(

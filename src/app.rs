@@ -2,20 +2,27 @@
 
 use crate::ca::{CertAuthority, install_steps};
 use crate::cli::{CaCommand, Cli, Command, RunArgs};
+use crate::consent::{PhaseChange, PhaseClock};
+use crate::control::PhaseSwitch;
 use crate::flow::capture::CaptureLimits;
+use crate::phase_keys;
 use crate::pipeline::Pipeline;
 use crate::proxy::{self, AccessPolicy, ProxyAuth, ProxyConfig};
 use crate::session::{Sink, SinkHub};
+use crate::sinks::findings::FindingsLog;
+use crate::sinks::har::{HarOptions, HarWriter};
 use crate::sinks::{flow_log::FlowLog, terminal::TerminalLog};
 use anyhow::{Context, bail};
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Runs one command. Every error is returned, with context, to `main`.
 pub fn execute(cli: Cli) -> anyhow::Result<()> {
     crate::logging::init(cli.verbose);
     match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Ca(CaCommand::Init { certs, force }) => {
             let ca = CertAuthority::init(&certs.dir, force)?;
             println!("Created a new CA in {}", certs.dir.display());
@@ -24,6 +31,11 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Ca(CaCommand::Show { certs }) => {
             print_ca(&CertAuthority::load(&certs.dir)?);
+            Ok(())
+        }
+        Command::Mark { phase, control } => {
+            let answer = crate::control::mark(control, phase).map_err(anyhow::Error::msg)?;
+            println!("{answer}");
             Ok(())
         }
     }
@@ -48,14 +60,16 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             args.certs.dir.display()
         );
     }
+    let privacy = args.privacy.settings().compile()?;
     let out = args.out.clone().unwrap_or_else(default_out_dir);
     std::fs::create_dir_all(&out)
         .with_context(|| format!("creating the output directory {}", out.display()))?;
-    let flows = FlowLog::open(&out.join("flows.jsonl"))
-        .with_context(|| format!("opening {}", out.join("flows.jsonl").display()))?;
-    let sinks: Vec<Box<dyn Sink>> = vec![Box::new(TerminalLog::stdout()), Box::new(flows)];
-    let hub = SinkHub::start(sinks);
-    let pipeline = Pipeline::new(Vec::new(), limits, hub.sender());
+    let phases = PhaseClock::new();
+    let findings_path = out.join("findings.jsonl");
+    let hub = SinkHub::start(session_sinks(&out, phases.current())?);
+    let inspector = privacy.inspector(phases.clone(), hub.sender());
+    let pipeline = Pipeline::new(vec![Arc::new(inspector)], limits, hub.sender());
+    let switch = PhaseSwitch::new(phases, hub.sender());
 
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let served = runtime.block_on(async {
@@ -63,12 +77,19 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         // Handlers first: a signal right after the banner must stop us
         // cleanly, not kill us with the default action.
         let mut stop = StopSignals::install()?;
-        print_banner(&config, proxy.addr(), &ca, &out);
+        let control = match args.control.0 {
+            Some(addr) => Some(start_control(addr, switch.clone(), findings_path).await),
+            None => None,
+        };
+        print_banner(&config, proxy.addr(), &ca, &out, control.flatten());
+        let _keys = phase_keys::start(switch);
         stop.wait().await;
         eprintln!("Stopping: letting flows in flight finish (up to {grace:?})...");
         let unfinished = proxy.shutdown(grace).await;
         if unfinished > 0 {
-            eprintln!("{unfinished} flow(s) still open after the grace period; recording them as aborted.");
+            eprintln!(
+                "{unfinished} flow(s) still open after the grace period; recording them as aborted."
+            );
         }
         anyhow::Ok(())
     });
@@ -89,7 +110,11 @@ fn proxy_config(args: &RunArgs) -> anyhow::Result<ProxyConfig> {
         .transpose()
         .map_err(anyhow::Error::msg)?;
     let mut config = ProxyConfig::new(args.listen);
-    config.access = AccessPolicy { allow: args.allow.clone(), auth };
+    config.resolve = args.resolve.iter().cloned().collect();
+    config.access = AccessPolicy {
+        allow: args.allow.clone(),
+        auth,
+    };
     config.ignore_hosts = args.ignore_hosts.clone();
     config.upstream_ca = args.upstream_ca.clone();
     config.insecure_upstream = args.insecure_upstream;
@@ -118,7 +143,54 @@ fn default_out_dir() -> PathBuf {
     PathBuf::from("leakscope-out").join(stamp)
 }
 
-fn print_banner(config: &ProxyConfig, addr: std::net::SocketAddr, ca: &CertAuthority, out: &std::path::Path) {
+/// The sinks of a live session: terminal, flows.jsonl, findings.jsonl, HAR.
+fn session_sinks(
+    out: &std::path::Path,
+    first_phase: PhaseChange,
+) -> anyhow::Result<Vec<Box<dyn Sink>>> {
+    let open = |name: &str| out.join(name);
+    let flows = FlowLog::open(&open("flows.jsonl"))
+        .with_context(|| format!("opening {}", open("flows.jsonl").display()))?;
+    let findings = FindingsLog::open(&open("findings.jsonl"))
+        .with_context(|| format!("opening {}", open("findings.jsonl").display()))?;
+    let har = HarWriter::create(out, HarOptions::new(first_phase))
+        .with_context(|| format!("creating the HAR in {}", out.display()))?;
+    Ok(vec![
+        Box::new(TerminalLog::stdout()),
+        Box::new(flows),
+        Box::new(findings),
+        Box::new(har),
+    ])
+}
+
+/// Starts the control API; a busy port is a warning, not a failure: the
+/// session still records, and phases can still be switched with keys.
+async fn start_control(
+    addr: SocketAddr,
+    switch: PhaseSwitch,
+    findings: PathBuf,
+) -> Option<SocketAddr> {
+    if !addr.ip().is_loopback() {
+        eprintln!("WARNING: the control API on {addr} is reachable from the network.");
+    }
+    match crate::control::serve(addr, switch, findings).await {
+        Ok(bound) => Some(bound),
+        Err(err) => {
+            eprintln!(
+                "WARNING: control API not started on {addr}: {err} (use --control ADDR or --control off)"
+            );
+            None
+        }
+    }
+}
+
+fn print_banner(
+    config: &ProxyConfig,
+    addr: SocketAddr,
+    ca: &CertAuthority,
+    out: &std::path::Path,
+    control: Option<SocketAddr>,
+) {
     eprintln!("leakscope proxy listening on {addr}");
     if !addr.ip().is_loopback() {
         eprintln!(
@@ -136,6 +208,14 @@ fn print_banner(config: &ProxyConfig, addr: std::net::SocketAddr, ca: &CertAutho
     }
     eprintln!("CA fingerprint (SHA-256): {}", ca.fingerprint_sha256());
     eprintln!("Install page (through the proxy): http://leakscope.cert/");
+    if let Some(control) = control {
+        eprintln!(
+            "Control API: http://{control}/phase  (leakscope mark consented --control {control})"
+        );
+    }
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprintln!("{}", crate::phase_keys::legend());
+    }
     eprintln!("Recording to {}; Ctrl-C to stop.", out.display());
 }
 
@@ -153,8 +233,10 @@ impl StopSignals {
         {
             use tokio::signal::unix::{SignalKind, signal};
             Ok(StopSignals {
-                interrupt: signal(SignalKind::interrupt()).context("installing the Ctrl-C handler")?,
-                terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+                interrupt: signal(SignalKind::interrupt())
+                    .context("installing the Ctrl-C handler")?,
+                terminate: signal(SignalKind::terminate())
+                    .context("installing the SIGTERM handler")?,
             })
         }
         #[cfg(not(unix))]

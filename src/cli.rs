@@ -6,7 +6,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "leakscope", version, about = "Privacy monitor for mobile apps: an intercepting proxy that records every flow")]
+#[command(
+    name = "leakscope",
+    version,
+    about = "Privacy monitor for mobile apps: an intercepting proxy that records every flow"
+)]
 pub struct Cli {
     /// More diagnostics on stderr (-v: info, -vv: debug and hudsucker's own messages).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -19,10 +23,18 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the intercepting proxy and record every flow.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Create or inspect the certificate authority.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Switch the consent phase of a running session.
+    Mark {
+        /// pre-consent, consented, refused or background.
+        phase: crate::consent::ConsentPhase,
+        /// The session's control API.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        control: SocketAddr,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,7 +72,12 @@ pub struct RunArgs {
     pub allow: Vec<ipnet::IpNet>,
 
     /// Require Proxy-Authorization with these credentials.
-    #[arg(long, value_name = "USER:PASS", env = "LEAKSCOPE_AUTH", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "USER:PASS",
+        env = "LEAKSCOPE_AUTH",
+        hide_env_values = true
+    )]
     pub auth: Option<String>,
 
     /// Relay hosts matching this regex without decrypting them (recorded as tunnels).
@@ -97,13 +114,98 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub certs: CertsDir,
+
+    #[command(flatten)]
+    pub privacy: PrivacyArgs,
+
+    /// Control API address (POST /phase, GET /phase, GET /findings), or `off`.
+    #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:8081", value_parser = parse_control)]
+    pub control: ControlAddr,
+
+    /// Fixed upstream address for a host, like curl's --resolve (repeatable): HOST=IP:PORT.
+    #[arg(long, value_name = "HOST=ADDR", value_parser = parse_resolve)]
+    pub resolve: Vec<(String, SocketAddr)>,
+}
+
+/// Detector options shared by `run` and `scan`.
+#[derive(Debug, Args)]
+pub struct PrivacyArgs {
+    /// Device profile (TOML) with the test device's real identifiers.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+
+    /// The app's own backend domains, comma-separated (first party).
+    #[arg(long, value_name = "DOMAINS", value_delimiter = ',')]
+    pub app_domains: Vec<String>,
+
+    /// The app's declared SDK list: one SDK name or vendor per line.
+    #[arg(long, value_name = "FILE")]
+    pub declared_sdks: Option<PathBuf>,
+
+    /// Extra detector rules and SDK catalogue entries (*.toml), repeatable.
+    #[arg(long = "detectors", value_name = "DIR")]
+    pub detector_dirs: Vec<PathBuf>,
+
+    /// More than N sends of one identifier to one recipient per window is over-frequent.
+    #[arg(long, value_name = "N/WINDOW", default_value = "6/60s")]
+    pub max_rate: crate::detect::verdict::FrequencyLimit,
+
+    /// Nested containers (base64, gzip, URL encoding) opened at most inside a message.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub decode_depth: usize,
+
+    /// Replace identifier values with their names in evidence.
+    #[arg(long)]
+    pub redact: bool,
+}
+
+impl PrivacyArgs {
+    pub fn settings(&self) -> crate::detect::inspector::PrivacySettings {
+        crate::detect::inspector::PrivacySettings {
+            profile: self.profile.clone(),
+            detector_dirs: self.detector_dirs.clone(),
+            app_domains: self.app_domains.clone(),
+            declared_sdks: self.declared_sdks.clone(),
+            max_rate: self.max_rate,
+            scan: crate::detect::scan::ScanLimits {
+                decode_depth: self.decode_depth,
+                ..Default::default()
+            },
+            redact: self.redact,
+        }
+    }
+}
+
+/// `--control`: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControlAddr(pub Option<SocketAddr>);
+
+fn parse_control(text: &str) -> Result<ControlAddr, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(ControlAddr(None));
+    }
+    text.parse()
+        .map(|addr| ControlAddr(Some(addr)))
+        .map_err(|_| format!("{text:?} is not an address; write e.g. 127.0.0.1:8081, or off"))
+}
+
+fn parse_resolve(text: &str) -> Result<(String, SocketAddr), String> {
+    let (host, addr) = text.split_once('=').ok_or_else(|| {
+        format!("{text:?}: write HOST=IP:PORT, e.g. api.example.com=127.0.0.1:8443")
+    })?;
+    let addr = addr
+        .parse()
+        .map_err(|_| format!("{text:?}: {addr:?} is not IP:PORT"))?;
+    Ok((host.trim().to_ascii_lowercase(), addr))
 }
 
 /// Parses a byte size: a number with an optional k/M/G (powers of 1000) or
 /// KiB/MiB/GiB (powers of 1024) suffix, case-insensitive for the letter.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let number: u64 = digits
         .parse()
@@ -116,7 +218,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "mib" => 1 << 20,
         "g" | "gb" => 1_000_000_000,
         "gib" => 1 << 30,
-        other => return Err(format!("unknown size unit {other:?}; use k, M, G, KiB, MiB or GiB")),
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?}; use k, M, G, KiB, MiB or GiB"
+            ));
+        }
     };
     number
         .checked_mul(factor)

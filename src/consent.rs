@@ -87,8 +87,13 @@ impl PhaseClock {
     }
 
     pub fn starting_in(phase: ConsentPhase) -> PhaseClock {
-        let start = PhaseChange { phase, since: OffsetDateTime::now_utc() };
-        PhaseClock { current: Arc::new(RwLock::new(start)) }
+        let start = PhaseChange {
+            phase,
+            since: OffsetDateTime::now_utc(),
+        };
+        PhaseClock {
+            current: Arc::new(RwLock::new(start)),
+        }
     }
 
     pub fn current(&self) -> PhaseChange {
@@ -102,7 +107,10 @@ impl PhaseClock {
         if current.phase == phase {
             return None;
         }
-        *current = PhaseChange { phase, since: OffsetDateTime::now_utc() };
+        *current = PhaseChange {
+            phase,
+            since: OffsetDateTime::now_utc(),
+        };
         Some(*current)
     }
 }
@@ -125,7 +133,12 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", phase.name()));
         }
         assert_eq!("Pre_Consent".parse(), Ok(ConsentPhase::PreConsent));
-        assert!("agreed".parse::<ConsentPhase>().unwrap_err().contains("consented"));
+        assert!(
+            "agreed"
+                .parse::<ConsentPhase>()
+                .unwrap_err()
+                .contains("consented")
+        );
     }
 
     #[test]

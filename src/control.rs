@@ -76,7 +76,9 @@ pub async fn serve(
     let api = Arc::new(Api { phases, findings });
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let api = api.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
@@ -95,16 +97,26 @@ pub async fn serve(
 impl Api {
     async fn answer(&self, req: Request<Incoming>) -> Response<Reply> {
         if req.headers().contains_key(header::ORIGIN) {
-            return reply(StatusCode::FORBIDDEN, "text/plain", "cross-origin requests are refused\n");
+            return reply(
+                StatusCode::FORBIDDEN,
+                "text/plain",
+                "cross-origin requests are refused\n",
+            );
         }
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/phase") => phase_reply(self.phases.current()),
             (&Method::POST, "/phase") => self.post_phase(req).await,
             (&Method::GET, "/findings") => self.findings().await,
-            (_, "/phase" | "/findings") => {
-                reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n")
-            }
-            _ => reply(StatusCode::NOT_FOUND, "text/plain", "try GET /phase, POST /phase or GET /findings\n"),
+            (_, "/phase" | "/findings") => reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "method not allowed\n",
+            ),
+            _ => reply(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "try GET /phase, POST /phase or GET /findings\n",
+            ),
         }
     }
 
@@ -115,11 +127,21 @@ impl Api {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/json"));
         if !json {
-            return reply(StatusCode::UNSUPPORTED_MEDIA_TYPE, "text/plain", "send Content-Type: application/json\n");
+            return reply(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "text/plain",
+                "send Content-Type: application/json\n",
+            );
         }
         let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
             Ok(body) => body.to_bytes(),
-            Err(_) => return reply(StatusCode::PAYLOAD_TOO_LARGE, "text/plain", "body too large\n"),
+            Err(_) => {
+                return reply(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "text/plain",
+                    "body too large\n",
+                );
+            }
         };
         #[derive(serde::Deserialize)]
         struct Wanted {
@@ -127,7 +149,13 @@ impl Api {
         }
         let wanted: Wanted = match serde_json::from_slice(&body) {
             Ok(w) => w,
-            Err(e) => return reply(StatusCode::BAD_REQUEST, "text/plain", &format!("expected {{\"phase\": \"...\"}}: {e}\n")),
+            Err(e) => {
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    "text/plain",
+                    &format!("expected {{\"phase\": \"...\"}}: {e}\n"),
+                );
+            }
         };
         match wanted.phase.parse::<ConsentPhase>() {
             Ok(phase) => phase_reply(self.phases.switch(phase)),
@@ -140,13 +168,20 @@ impl Api {
             Ok(file) => {
                 let frames = tokio_util::io::ReaderStream::new(file).map_ok(Frame::data);
                 let mut res = Response::new(BoxBody::new(StreamBody::new(frames)));
-                res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+                res.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-ndjson"),
+                );
                 res
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 reply(StatusCode::OK, "application/x-ndjson", "")
             }
-            Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", &format!("reading findings: {e}\n")),
+            Err(e) => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain",
+                &format!("reading findings: {e}\n"),
+            ),
         }
     }
 }
@@ -160,7 +195,8 @@ fn reply(status: StatusCode, content_type: &'static str, body: &str) -> Response
     let full = Full::new(Bytes::from(body.to_owned())).map_err(|never| match never {});
     let mut res = Response::new(BoxBody::new(full));
     *res.status_mut() = status;
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     res
 }
 
@@ -176,8 +212,12 @@ pub fn mark(addr: SocketAddr, phase: ConsentPhase) -> Result<String, String> {
     let timeout = Some(std::time::Duration::from_secs(5));
     let mut stream = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))
         .map_err(|e| format!("cannot reach the control API at {addr}: {e} (is `leakscope run` running with --control {addr}?)"))?;
-    stream.set_read_timeout(timeout).map_err(|e| e.to_string())?;
-    stream.write_all(request.as_bytes()).map_err(|e| format!("sending to {addr}: {e}"))?;
+    stream
+        .set_read_timeout(timeout)
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("sending to {addr}: {e}"))?;
     let mut response = String::new();
     stream
         .take(64 * 1024)
@@ -188,6 +228,9 @@ pub fn mark(addr: SocketAddr, phase: ConsentPhase) -> Result<String, String> {
     if status.split_whitespace().nth(1) == Some("200") {
         Ok(body.trim().to_owned())
     } else {
-        Err(format!("the control API at {addr} answered {status:?}: {}", body.trim()))
+        Err(format!(
+            "the control API at {addr} answered {status:?}: {}",
+            body.trim()
+        ))
     }
 }

@@ -8,10 +8,10 @@
 
 pub mod app;
 pub mod ca;
+pub mod cli;
 pub mod consent;
 pub mod control;
 pub mod detect;
-pub mod cli;
 pub mod flow;
 pub mod logging;
 pub mod phase_keys;

@@ -33,7 +33,10 @@ pub fn init(verbose: u8) {
         let watch = WatchLayer.with_filter(filter::filter_fn(WatchLayer::wants));
         // Another subscriber may already be global (an embedding program);
         // the proxy still works, it only loses refused-TLS and tunnel records.
-        let _ = tracing_subscriber::registry().with(watch).with(stderr).try_init();
+        let _ = tracing_subscriber::registry()
+            .with(watch)
+            .with(stderr)
+            .try_init();
     });
 }
 

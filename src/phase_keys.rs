@@ -19,7 +19,9 @@ pub const KEYS: [(char, ConsentPhase); 4] = [
 
 /// The phase a key selects, if any.
 pub fn phase_for_key(key: u8) -> Option<ConsentPhase> {
-    KEYS.iter().find(|(k, _)| *k as u8 == key.to_ascii_lowercase()).map(|(_, p)| *p)
+    KEYS.iter()
+        .find(|(k, _)| *k as u8 == key.to_ascii_lowercase())
+        .map(|(_, p)| *p)
 }
 
 /// One line listing the keys.

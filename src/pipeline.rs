@@ -11,14 +11,13 @@
 
 use crate::flow::capture::{BodyCapture, CaptureLimits};
 use crate::flow::{
-    Direction, Flow, FlowErrorKind, ResponseRecord, TlsFacts, WebSocketRecord,
-    WsMessage,
+    Direction, Flow, FlowErrorKind, ResponseRecord, TlsFacts, WebSocketRecord, WsMessage,
 };
 use crate::session::{SessionEvent, SessionTx};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::Notify;
 use time::OffsetDateTime;
+use tokio::sync::Notify;
 
 /// Watches flows while they stream (detectors implement this).
 pub trait Inspector: Send + Sync + 'static {
@@ -156,7 +155,9 @@ struct LiveState {
 
 impl LiveState {
     fn flow(&mut self) -> &mut Flow {
-        self.flow.as_mut().expect("flow is present until the final drop")
+        self.flow
+            .as_mut()
+            .expect("flow is present until the final drop")
     }
 }
 
@@ -164,7 +165,9 @@ impl LiveFlow {
     fn lock(&self) -> MutexGuard<'_, LiveState> {
         // A panic in an inspector must not take every later stage of this
         // flow down with a poisoned lock.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Id of the flow being recorded.
@@ -233,7 +236,10 @@ impl LiveFlow {
         let mut guard = self.lock();
         let state = &mut *guard;
         state.response_body = Some(BodyCapture::new(encoding, state.limits));
-        let flow = state.flow.as_mut().expect("flow is present until the final drop");
+        let flow = state
+            .flow
+            .as_mut()
+            .expect("flow is present until the final drop");
         flow.timing.response_start = Some(OffsetDateTime::now_utc());
         flow.response = Some(response);
         for tap in state.taps.iter_mut() {
@@ -283,7 +289,9 @@ impl LiveFlow {
 
 impl Drop for LiveState {
     fn drop(&mut self) {
-        let Some(mut flow) = self.flow.take() else { return };
+        let Some(mut flow) = self.flow.take() else {
+            return;
+        };
         flow.timing.end.get_or_insert_with(OffsetDateTime::now_utc);
         if let (Some(capture), Some(request)) = (self.request_body.take(), flow.request.as_mut()) {
             request.body = capture.into_record();

@@ -36,11 +36,15 @@ pub trait Sink: Send {
     fn handle(&mut self, event: &SessionEvent) -> std::io::Result<()>;
 
     /// Makes everything handled so far durable/visible. Called when the
-    /// channel goes idle and at the end of the session.
+    /// channel goes idle, at least every second while it stays idle, and
+    /// at the end of the session.
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }
+
+/// How often an idle sink thread flushes anyway.
+const IDLE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
 enum Message {
     Event(SessionEvent),
@@ -118,9 +122,12 @@ fn run_sinks(rx: mpsc::Receiver<Message>, mut sinks: Vec<Box<dyn Sink>>) {
             Ok(message) => message,
             Err(mpsc::TryRecvError::Empty) => {
                 flush_all(&mut sinks, &mut failed);
-                match rx.recv() {
+                // Wake up now and then even when idle, so sinks that
+                // rewrite on a schedule (the HAR) keep their promise.
+                match rx.recv_timeout(IDLE_TICK) {
                     Ok(message) => message,
-                    Err(_) => break,
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
             }
             Err(mpsc::TryRecvError::Disconnected) => break,
@@ -148,7 +155,9 @@ fn report(name: &str, result: std::io::Result<()>, failed: &mut bool) {
     match result {
         Err(err) if !*failed => {
             *failed = true;
-            tracing::error!("{name} output failed: {err}; evidence for this output is NOT being written");
+            tracing::error!(
+                "{name} output failed: {err}; evidence for this output is NOT being written"
+            );
         }
         Ok(()) if *failed => {
             *failed = false;

@@ -223,7 +223,18 @@ fn run_to_end<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Finished {
 fn run_args(listen: &str, dir: &Path) -> Vec<String> {
     let (certs, out) = (dir.join("certs"), dir.join("out"));
     let (certs, out) = (certs.to_str().unwrap(), out.to_str().unwrap());
-    let args = ["run", "--listen", listen, "--certs", certs, "--out", out];
+    // The control API on an ephemeral port, so parallel tests never collide.
+    let args = [
+        "run",
+        "--listen",
+        listen,
+        "--certs",
+        certs,
+        "--out",
+        out,
+        "--control",
+        "127.0.0.1:0",
+    ];
     args.map(String::from).to_vec()
 }
 

@@ -51,7 +51,10 @@ impl FlowTap for CounterTap {
 
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS line");
     let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     kib * 1024
 }
@@ -66,17 +69,32 @@ async fn fifty_mib_download_streams_with_bounded_memory() {
     let _serial = SERIAL.lock().await;
     let counter = Arc::new(ByteCounter::default());
     let options = Options {
-        limits: CaptureLimits { body_limit: 64 * 1024, decode_limit: 1 << 30 },
+        limits: CaptureLimits {
+            body_limit: 64 * 1024,
+            decode_limit: 1 << 30,
+        },
         inspectors: vec![Arc::new(CounterInspector(counter.clone()))],
+        ..Default::default()
     };
     let mut h = Harness::start_with(|_| {}, options).await;
     let client = h.client();
     // Warm up allocator and TLS state so the baseline is honest.
-    client.get(h.origin.https_url("/bytes/1000000")).send().await.unwrap().bytes().await.unwrap();
+    client
+        .get(h.origin.https_url("/bytes/1000000"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     h.next_flow().await;
     let baseline = rss_bytes();
     let mut peak = baseline;
-    let res = client.get(h.origin.https_url(&format!("/bytes/{FIFTY_MIB}"))).send().await.unwrap();
+    let res = client
+        .get(h.origin.https_url(&format!("/bytes/{FIFTY_MIB}")))
+        .send()
+        .await
+        .unwrap();
     let mut stream = res.bytes_stream();
     let mut received = 0u64;
     while let Some(chunk) = stream.next().await {
@@ -92,7 +110,10 @@ async fn fifty_mib_download_streams_with_bounded_memory() {
     assert!(body.complete);
     assert_eq!(counter.down.load(Ordering::Relaxed), FIFTY_MIB + 1_000_000);
     let growth = peak.saturating_sub(baseline);
-    assert!(growth < RSS_GROWTH_LIMIT, "RSS grew {growth} bytes while streaming 50 MiB");
+    assert!(
+        growth < RSS_GROWTH_LIMIT,
+        "RSS grew {growth} bytes while streaming 50 MiB"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,14 +121,19 @@ async fn fifty_mib_upload_streams_with_bounded_memory() {
     let _serial = SERIAL.lock().await;
     let counter = Arc::new(ByteCounter::default());
     let options = Options {
-        limits: CaptureLimits { body_limit: 64 * 1024, decode_limit: 1 << 30 },
+        limits: CaptureLimits {
+            body_limit: 64 * 1024,
+            decode_limit: 1 << 30,
+        },
         inspectors: vec![Arc::new(CounterInspector(counter.clone()))],
+        ..Default::default()
     };
     let mut h = Harness::start_with(|_| {}, options).await;
     let baseline = rss_bytes();
     let chunk = bytes::Bytes::from(vec![b'a'; 64 * 1024]);
     let chunks = (FIFTY_MIB / chunk.len() as u64) as usize;
-    let upload = futures::stream::iter((0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    let upload =
+        futures::stream::iter((0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
     let res = h
         .client()
         .post(h.origin.https_url("/echo"))
@@ -131,6 +157,8 @@ async fn fifty_mib_upload_streams_with_bounded_memory() {
     assert_eq!(counter.down.load(Ordering::Relaxed), FIFTY_MIB);
     assert_eq!(counter.ended.load(Ordering::Relaxed), 1);
     let growth = peak.saturating_sub(baseline);
-    assert!(growth < RSS_GROWTH_LIMIT, "RSS grew {growth} bytes while streaming 50 MiB up and down");
+    assert!(
+        growth < RSS_GROWTH_LIMIT,
+        "RSS grew {growth} bytes while streaming 50 MiB up and down"
+    );
 }
-

@@ -41,8 +41,9 @@ use super::profile::{DeviceProfile, is_cn_mobile, split_country_code};
 
 /// Shortest inner base64 core, in characters. A core carries 6 bits per
 /// character; below 8 characters (48 bits) a core would match by chance
-/// inside the large base64 blobs apps send, so shorter ones are skipped
-/// (values under 6 bytes are therefore not searched inside base64 blobs).
+/// inside the large base64 blobs apps send, so shorter ones are skipped:
+/// values of 6 bytes are found inside base64 blobs only at alignment 0,
+/// shorter values not at all (whole-value base64 is still searched).
 pub const MIN_INNER_BASE64_LEN: usize = 8;
 
 /// How a value was transformed before it was sent.
@@ -104,10 +105,35 @@ impl Encoding {
     pub const ALL: [Encoding; 29] = {
         use Encoding::*;
         [
-            Plain, Lower, Upper, NoSeparators, NoSeparatorsUpper, Dashes, DashesUpper, National,
-            IntlPrefix, CountryCode, Spaced, Decimal, JsonEscape, Url, Hex, HexUpper, Base64,
-            Base64Url, Base64Inner, Base64UrlInner, Md5, Md5Upper, Md5Base64, Sha1, Sha1Upper,
-            Sha1Base64, Sha256, Sha256Upper, Sha256Base64,
+            Plain,
+            Lower,
+            Upper,
+            NoSeparators,
+            NoSeparatorsUpper,
+            Dashes,
+            DashesUpper,
+            National,
+            IntlPrefix,
+            CountryCode,
+            Spaced,
+            Decimal,
+            JsonEscape,
+            Url,
+            Hex,
+            HexUpper,
+            Base64,
+            Base64Url,
+            Base64Inner,
+            Base64UrlInner,
+            Md5,
+            Md5Upper,
+            Md5Base64,
+            Sha1,
+            Sha1Upper,
+            Sha1Base64,
+            Sha256,
+            Sha256Upper,
+            Sha256Base64,
         ]
     };
 
@@ -163,7 +189,13 @@ impl Encoding {
         use Encoding::*;
         matches!(
             self,
-            Base64 | Base64Url | Base64Inner | Base64UrlInner | Md5Base64 | Sha1Base64 | Sha256Base64
+            Base64
+                | Base64Url
+                | Base64Inner
+                | Base64UrlInner
+                | Md5Base64
+                | Sha1Base64
+                | Sha256Base64
         )
     }
 
@@ -281,7 +313,11 @@ impl Forms {
             self.push(id, Encoding::HexUpper, hex(bytes, true).into_bytes());
             for (engine, full, inner) in [
                 (STANDARD_NO_PAD, Encoding::Base64, Encoding::Base64Inner),
-                (URL_SAFE_NO_PAD, Encoding::Base64Url, Encoding::Base64UrlInner),
+                (
+                    URL_SAFE_NO_PAD,
+                    Encoding::Base64Url,
+                    Encoding::Base64UrlInner,
+                ),
             ] {
                 self.push(id, full, engine.encode(bytes).into_bytes());
                 for core in inner_base64(&engine, bytes) {
@@ -315,7 +351,10 @@ impl Forms {
 /// Plain, lower and upper case (the latter two only where they differ).
 fn cases(v: &str) -> Vec<(Encoding, String)> {
     let mut text = vec![(Encoding::Plain, v.to_string())];
-    for (encoding, cased) in [(Encoding::Lower, v.to_lowercase()), (Encoding::Upper, v.to_uppercase())] {
+    for (encoding, cased) in [
+        (Encoding::Lower, v.to_lowercase()),
+        (Encoding::Upper, v.to_uppercase()),
+    ] {
         if cased != v {
             text.push((encoding, cased));
         }
@@ -341,8 +380,12 @@ fn is_uuid(v: &str) -> bool {
 fn uuid(v: &str) -> Value {
     let mut value = generic(v);
     let bare = v.replace('-', "");
-    value.text.push((Encoding::NoSeparators, bare.to_ascii_lowercase()));
-    value.text.push((Encoding::NoSeparatorsUpper, bare.to_ascii_uppercase()));
+    value
+        .text
+        .push((Encoding::NoSeparators, bare.to_ascii_lowercase()));
+    value
+        .text
+        .push((Encoding::NoSeparatorsUpper, bare.to_ascii_uppercase()));
     value
 }
 
@@ -361,7 +404,12 @@ fn mac(v: &str) -> Value {
         (NoSeparatorsUpper, upper.replace(':', "")),
     ];
     Value {
-        digest: vec![lower.clone(), upper.clone(), lower.replace(':', ""), upper.replace(':', "")],
+        digest: vec![
+            lower.clone(),
+            upper.clone(),
+            lower.replace(':', ""),
+            upper.replace(':', ""),
+        ],
         text,
         core: vec![v.to_string()],
     }
@@ -396,7 +444,11 @@ fn phone(v: &str) -> Value {
     Value {
         text,
         core: vec![v.to_string(), national.to_string()],
-        digest: vec![national.to_string(), format!("{cc}{national}"), v.to_string()],
+        digest: vec![
+            national.to_string(),
+            format!("{cc}{national}"),
+            v.to_string(),
+        ],
     }
 }
 
@@ -417,7 +469,11 @@ fn three_decimals(degrees: f64) -> (String, String) {
 }
 
 fn hex(bytes: &[u8], upper: bool) -> String {
-    let digits: &[u8; 16] = if upper { b"0123456789ABCDEF" } else { b"0123456789abcdef" };
+    let digits: &[u8; 16] = if upper {
+        b"0123456789ABCDEF"
+    } else {
+        b"0123456789abcdef"
+    };
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         out.push(char::from(digits[usize::from(b >> 4)]));
@@ -445,7 +501,11 @@ fn url_encodings(text: &str) -> Vec<String> {
         out
     };
     let mut out: Vec<String> = Vec::new();
-    for encoded in [encode(true, false), encode(false, false), encode(true, true)] {
+    for encoded in [
+        encode(true, false),
+        encode(false, false),
+        encode(true, true),
+    ] {
         if encoded != text && !out.contains(&encoded) {
             out.push(encoded);
         }

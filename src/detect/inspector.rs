@@ -8,17 +8,108 @@
 //! while a long response is still streaming.
 
 use super::finding::{Finding, FlowLabels, Party};
-use super::scan::{Detectors, Hit, MessageScan, sniff_container};
-use super::sdk::{SdkCatalogue, SdkInfo};
-use super::verdict::Verdicts;
+use super::keys::KeyScanner;
+use super::known::KnownValueMatcher;
+use super::patterns::PatternScanner;
+use super::profile::{DeviceProfile, ProfileError};
+use super::rules::{RuleError, RuleSet};
+use super::scan::{Detectors, Hit, MessageScan, ScanLimits, sniff_container};
+use super::sdk::{CatalogueError, SdkCatalogue, SdkInfo};
+use super::verdict::{FrequencyLimit, Verdicts};
 use crate::consent::{ConsentPhase, PhaseClock};
 use crate::flow::decode::parse_content_encoding;
 use crate::flow::{Direction, Flow, Header};
 use crate::pipeline::{FlowTap, Inspector};
 use crate::session::{SessionEvent, SessionTx};
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// What the privacy inspector is built from (the `run`/`scan` options).
+#[derive(Debug, Clone, Default)]
+pub struct PrivacySettings {
+    /// The test device's identifiers (`--profile`).
+    pub profile: Option<PathBuf>,
+    /// Extra rule and catalogue files (`--detectors DIR`, repeatable).
+    pub detector_dirs: Vec<PathBuf>,
+    /// The app's own backends (`--app-domains`).
+    pub app_domains: Vec<String>,
+    /// The app's declared SDK list (`--declared-sdks`).
+    pub declared_sdks: Option<PathBuf>,
+    pub max_rate: FrequencyLimit,
+    pub scan: ScanLimits,
+    pub redact: bool,
+}
+
+/// Why the detectors could not be set up. Each names the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    #[error(transparent)]
+    Rules(#[from] RuleError),
+    #[error(transparent)]
+    Catalogue(#[from] CatalogueError),
+    #[error("{0}")]
+    DeclaredSdks(String),
+}
+
+/// Detectors and rules loaded and compiled, waiting for a session.
+pub struct CompiledPrivacy {
+    detectors: Detectors,
+    catalogue: SdkCatalogue,
+    verdicts: Verdicts,
+    app_domains: Vec<String>,
+}
+
+impl CompiledPrivacy {
+    /// The inspector for a session whose phases are `phases` and whose
+    /// events go to `tx`.
+    pub fn inspector(self, phases: PhaseClock, tx: SessionTx) -> PrivacyInspector {
+        PrivacyInspector::new(
+            self.detectors,
+            self.catalogue,
+            self.verdicts,
+            phases,
+            self.app_domains,
+            tx,
+        )
+    }
+}
+
+impl PrivacySettings {
+    /// Loads the profile, rules, catalogue and declared list, and compiles
+    /// the detectors. Every error names the file at fault.
+    pub fn compile(&self) -> Result<CompiledPrivacy, SetupError> {
+        let profile = match &self.profile {
+            Some(path) => DeviceProfile::load(path)?,
+            None => DeviceProfile::default(),
+        };
+        let rules = RuleSet::load(&self.detector_dirs)?;
+        let catalogue = SdkCatalogue::load(&self.detector_dirs)?;
+        let declared = self
+            .declared_sdks
+            .as_deref()
+            .map(Verdicts::read_declared)
+            .transpose()
+            .map_err(SetupError::DeclaredSdks)?;
+        let detectors = Detectors {
+            known: KnownValueMatcher::new(&profile),
+            patterns: PatternScanner::new(&rules),
+            keys: KeyScanner::new(&rules),
+            limits: self.scan,
+            redact: self.redact,
+        };
+        let verdicts = Verdicts::new(declared, self.max_rate);
+        Ok(CompiledPrivacy {
+            detectors,
+            catalogue,
+            verdicts,
+            app_domains: self.app_domains.clone(),
+        })
+    }
+}
 
 /// Everything the inspector needs, shared by all flows of a session.
 pub struct PrivacyInspector {
@@ -71,7 +162,9 @@ impl Inspector for PrivacyInspector {
             Party::Third
         };
         let sdk = self.shared.catalogue.lookup(&host, path).map(|s| s.info());
-        let recipient = sdk.as_ref().map_or_else(|| host.clone(), |s| s.name.clone());
+        let recipient = sdk
+            .as_ref()
+            .map_or_else(|| host.clone(), |s| s.name.clone());
         let mut tap = PrivacyTap {
             shared: self.shared.clone(),
             ctx: FlowContext {
@@ -96,7 +189,9 @@ impl Inspector for PrivacyInspector {
             party: tap.ctx.party,
             sdk: tap.ctx.sdk.clone(),
         };
-        self.shared.tx.send(SessionEvent::FlowLabels(Arc::new(labels)));
+        self.shared
+            .tx
+            .send(SessionEvent::FlowLabels(Arc::new(labels)));
         tap.scan_head(&request.url, &request.headers);
         Some(Box::new(tap))
     }
@@ -155,7 +250,11 @@ impl PrivacyTap {
             }
             let line = format!("{}: {}", header.name, header.value);
             let hits = MessageScan::scan_all(detectors, Vec::new(), line.as_bytes());
-            let place = if name == "cookie" { "cookie".to_owned() } else { format!("header:{name}") };
+            let place = if name == "cookie" {
+                "cookie".to_owned()
+            } else {
+                format!("header:{name}")
+            };
             self.report(hits, &place);
         }
     }
@@ -179,11 +278,16 @@ impl PrivacyTap {
 
     fn report(&mut self, hits: Vec<Hit>, place: &str) {
         for hit in hits {
-            if !self.reported.insert((hit.identifier.clone(), place.to_owned())) {
+            if !self
+                .reported
+                .insert((hit.identifier.clone(), place.to_owned()))
+            {
                 continue;
             }
             let finding = self.finding(hit, place);
-            self.shared.tx.send(SessionEvent::Finding(Arc::new(finding)));
+            self.shared
+                .tx
+                .send(SessionEvent::Finding(Arc::new(finding)));
         }
     }
 
@@ -207,15 +311,10 @@ impl PrivacyTap {
             violations: Vec::new(),
             evidence: hit.evidence,
         };
-        finding.violations = self.shared.verdicts.judge(
-            ctx.phase,
-            ctx.party,
-            ctx.sdk.as_ref(),
-            &finding.identifier,
-            &ctx.recipient,
-            finding.is_outgoing(),
-            Instant::now(),
-        );
+        finding.violations = self
+            .shared
+            .verdicts
+            .judge(&finding, &ctx.recipient, Instant::now());
         finding
     }
 }
@@ -229,7 +328,10 @@ impl FlowTap for PrivacyTap {
                 Direction::Downstream => self.response_chain.clone(),
             };
             // No content type to go by: name the container from its start.
-            if !chain.iter().any(|c| matches!(c.as_str(), "json" | "form" | "multipart")) {
+            if !chain
+                .iter()
+                .any(|c| matches!(c.as_str(), "json" | "form" | "multipart"))
+            {
                 chain.extend(sniff_container(decoded).map(str::to_owned));
             }
             *self.scan_for(direction) = Some(MessageScan::new(detectors, chain));
@@ -250,7 +352,10 @@ impl FlowTap for PrivacyTap {
     }
 
     fn ws_message(&mut self, direction: Direction, payload: &[u8]) {
-        let chain = sniff_container(payload).map(str::to_owned).into_iter().collect();
+        let chain = sniff_container(payload)
+            .map(str::to_owned)
+            .into_iter()
+            .collect();
         let hits = MessageScan::scan_all(self.shared.detectors, chain, payload);
         let place = match direction {
             Direction::Upstream => "ws",
@@ -278,7 +383,10 @@ fn body_chain(headers: &[Header]) -> Vec<String> {
         .and_then(|v| parse_content_encoding(&v).ok())
         .map(|codings| codings.iter().map(|c| c.name().to_owned()).collect())
         .unwrap_or_default();
-    if let Some(kind) = header("content-type").as_deref().and_then(container_of_type) {
+    if let Some(kind) = header("content-type")
+        .as_deref()
+        .and_then(container_of_type)
+    {
         chain.push(kind.to_owned());
     }
     chain
@@ -302,7 +410,10 @@ fn normalise_host(host: &str) -> String {
 
 /// True when `host` is `domain` or one of its subdomains.
 fn is_within(host: &str, domain: &str) -> bool {
-    host == domain || host.strip_suffix(domain).is_some_and(|rest| rest.ends_with('.'))
+    host == domain
+        || host
+            .strip_suffix(domain)
+            .is_some_and(|rest| rest.ends_with('.'))
 }
 
 fn path_and_query(url: &str) -> &str {
@@ -324,8 +435,14 @@ mod tests {
     #[test]
     fn body_chain_names_codings_then_container() {
         let headers = vec![
-            Header { name: "Content-Encoding".into(), value: "gzip".into() },
-            Header { name: "Content-Type".into(), value: "application/json; charset=utf-8".into() },
+            Header {
+                name: "Content-Encoding".into(),
+                value: "gzip".into(),
+            },
+            Header {
+                name: "Content-Type".into(),
+                value: "application/json; charset=utf-8".into(),
+            },
         ];
         assert_eq!(body_chain(&headers), vec!["gzip", "json"]);
         assert_eq!(path_and_query("https://h.com:8443/a/b?c=1"), "/a/b?c=1");

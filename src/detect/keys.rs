@@ -26,6 +26,7 @@
 //! is reported once whatever the chunking; the stream keeps at most ~2 KiB
 //! of look-back.
 
+use std::collections::HashSet;
 use std::sync::LazyLock;
 
 use regex::bytes::{Captures, Regex};
@@ -483,81 +484,108 @@ pub fn url_decode(raw: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// JSON string unescaping: the short escapes and `\uXXXX` (surrogate pairs
-/// combined, unpaired surrogates become U+FFFD). Malformed escapes are kept
-/// literally.
+/// JSON string unescaping (`\n`, `\"`, `\uXXXX` with surrogate pairs).
+/// A string JSON refuses (a lone surrogate, a bad escape) is returned as
+/// sent.
 fn json_unescape(raw: &[u8]) -> String {
     let text = String::from_utf8_lossy(raw);
     if !text.contains('\\') {
         return text.into_owned();
     }
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    // A high surrogate waiting for its low half.
-    let mut high: Option<u32> = None;
-    while let Some(c) = chars.next() {
-        let unit = if c == '\\' {
-            match chars.next() {
-                Some('u') => {
-                    let hex: String = chars.by_ref().take(4).collect();
-                    match u32::from_str_radix(&hex, 16) {
-                        Ok(code) if hex.len() == 4 => Some(code),
-                        _ => {
-                            out.push_str("\\u");
-                            out.push_str(&hex);
-                            continue;
-                        }
-                    }
-                }
-                Some(e) => {
-                    flush_surrogate(&mut out, &mut high);
-                    out.push(match e {
-                        'n' => '\n',
-                        't' => '\t',
-                        'r' => '\r',
-                        'b' => '\u{8}',
-                        'f' => '\u{c}',
-                        other => other,
-                    });
-                    None
-                }
-                None => {
-                    flush_surrogate(&mut out, &mut high);
-                    out.push('\\');
-                    None
-                }
-            }
-        } else {
-            flush_surrogate(&mut out, &mut high);
-            out.push(c);
-            None
-        };
-        let Some(code) = unit else { continue };
-        match (high.take(), code) {
-            (Some(h), 0xDC00..=0xDFFF) => {
-                let c = 0x10000 + ((h - 0xD800) << 10) + (code - 0xDC00);
-                out.push(char::from_u32(c).unwrap_or('\u{fffd}'));
-            }
-            (previous, code) => {
-                if previous.is_some() {
-                    out.push('\u{fffd}');
-                }
-                if (0xD800..=0xDBFF).contains(&code) {
-                    high = Some(code);
-                } else {
-                    out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
-                }
-            }
-        }
-    }
-    flush_surrogate(&mut out, &mut high);
-    out
+    serde_json::from_str::<String>(&format!("\"{text}\"")).unwrap_or_else(|_| text.into_owned())
 }
 
-fn flush_surrogate(out: &mut String, high: &mut Option<u32>) {
-    if high.take().is_some() {
-        out.push('\u{fffd}');
+/// A set of normalised aliases.
+#[derive(Debug, Clone, Default)]
+pub struct Aliases {
+    suffix: HashSet<String>,
+}
+
+impl Aliases {
+    /// Normalises `keys`; keys without letters or digits are dropped.
+    pub fn new(keys: &[String]) -> Aliases {
+        let suffix = keys
+            .iter()
+            .map(|k| normalize_key(k))
+            .filter(|k| !k.is_empty());
+        Aliases {
+            suffix: suffix.collect(),
+        }
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.suffix.is_empty()
+    }
+
+    /// True if `key` (any spelling) equals an alias or ends with one, by the
+    /// token rules of [`key_tokens`].
+    pub fn matches(&self, key: &str) -> bool {
+        key_suffixes(key).any(|(suffix, _)| self.suffix.contains(&suffix))
+    }
+}
+
+/// Splits a key into lowercase tokens: on every character that is not
+/// alphanumeric and on camelCase boundaries.
+///
+/// # How keys name kinds
+///
+/// A key is normalised into lowercase tokens, split on every character that
+/// is not alphanumeric and on camelCase boundaries (`deviceIMEIValue` →
+/// `device`, `imei`, `value`; `x-device-imei` → `x`, `device`, `imei`).
+/// Aliases are normalised the same way and compared with the tokens joined
+/// without separators, so `mac_address`, `macAddress` and `macaddress` are one
+/// alias. A key names kind K when
+///
+/// 1. the whole key equals one of K's `keys` or `exact_keys`, or
+/// 2. a suffix of its tokens — the last token, the last two, … — equals one of
+///    K's `keys` (`user.phone`, `device_imei`, `wifiMac`).
+///
+/// The longest matching suffix wins, so the more specific alias decides:
+/// `wifi_ap_mac` is a BSSID (`ap_mac`), not a device MAC (`mac`), and
+/// `id_card_no` is an ID card (`id_card_no`), not a bank card (`card_no`).
+/// Tokens are never matched by substring: `machine`, `macro`, `imei_count`
+/// and `phone_model` name nothing. `exact_keys` hold aliases too generic to
+/// match as a suffix (`sn`, `mc`, `apps`): `sn` is a serial, `order_sn` is not.
+pub fn key_tokens(key: &str) -> Vec<String> {
+    let mut tokens = Vec::new();
+    let mut current = String::new();
+    let chars: Vec<char> = key.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        if !c.is_alphanumeric() {
+            if !current.is_empty() {
+                tokens.push(std::mem::take(&mut current));
+            }
+            continue;
+        }
+        if c.is_uppercase() && !current.is_empty() {
+            let prev = chars[i - 1];
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            // `deviceImei`, `wifi2Mac`: lower/digit → upper starts a token;
+            // `IMEIValue`: the last capital of a run starts the next word.
+            if prev.is_lowercase() || prev.is_numeric() || (prev.is_uppercase() && next_lower) {
+                tokens.push(std::mem::take(&mut current));
+            }
+        }
+        current.extend(c.to_lowercase());
+    }
+    if !current.is_empty() {
+        tokens.push(current);
+    }
+    tokens
+}
+
+/// The normalised form of an alias or key: its tokens joined.
+pub fn normalize_key(key: &str) -> String {
+    key_tokens(key).concat()
+}
+
+/// Every token suffix of `key`, longest (the whole key, flagged `true`)
+/// first. Keys are capped at 32 tokens: nothing real is longer, and it
+/// bounds the work an adversarial key can cause.
+pub(crate) fn key_suffixes(key: &str) -> impl Iterator<Item = (String, bool)> {
+    let tokens = key_tokens(key);
+    let start = tokens.len().saturating_sub(32);
+    (start..tokens.len()).map(move |i| (tokens[i..].concat(), i == 0))
 }
 
 #[cfg(test)]

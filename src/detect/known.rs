@@ -1,10 +1,11 @@
 //! Known-value search: the test device's own identifiers, in every form
 //! [`expand`] produces, found in a message fed in chunks of any size.
 //!
-//! One Aho-Corasick DFA holds every form; a [`KnownValueStream`] walks it
-//! byte by byte, carrying the automaton state from one chunk to the next,
-//! so a value split across chunks (even 1-byte chunks) is found and the
-//! message is never buffered. Matches are overlapping (`MatchKind::Standard`):
+//! One Aho-Corasick DFA holds every form. A [`KnownValueStream`] carries
+//! the automaton state from one chunk to the next, so a value split across
+//! chunks (even 1-byte chunks) is found and the message is never buffered;
+//! inside a chunk a sampled 4-gram filter lets it skip most bytes (see
+//! [`Search`]). Matches are overlapping (`MatchKind::Standard`):
 //! every form that occurs is reported, including forms inside other forms
 //! (the national phone number inside `+86 138 0013 8000` is reported when
 //! its boundaries allow it); consumers pick the strongest per identifier
@@ -149,7 +150,7 @@ impl KnownValueMatcher {
         }
         let search = Search::new(&bytes);
         KnownValueMatcher {
-            patterns: if search.is_some() { patterns } else { Vec::new() },
+            patterns: search.as_ref().map_or_else(Vec::new, |_| patterns),
             search,
             identifiers,
             apps_needed: MIN_APPS.min(apps.len()),
@@ -204,8 +205,12 @@ fn boundaries(form: &Form) -> (Option<Class>, Option<Class>) {
         form.identifier.as_str(),
         "meid" | "android_id" | "adid" | "oaid" | "idfa" | "idfv" | "mac" | "bt_mac" | "bssid"
     );
-    let hex_shaped = bytes.iter().all(|b| b.is_ascii_hexdigit() || b":-".contains(b));
-    let digit_shaped = bytes.iter().all(|b| b.is_ascii_digit() || b" -+.".contains(b));
+    let hex_shaped = bytes
+        .iter()
+        .all(|b| b.is_ascii_hexdigit() || b":-".contains(b));
+    let digit_shaped = bytes
+        .iter()
+        .all(|b| b.is_ascii_digit() || b" -+.".contains(b));
     let class = if form.encoding.is_base64() {
         None
     } else if form.identifier == "installed_apps" {
@@ -226,8 +231,14 @@ fn boundaries(form: &Form) -> (Option<Class>, Option<Class>) {
     };
     // Only an end that is itself in the class can run on into a longer
     // token (`+86...` may follow a digit).
-    let left = bytes.first().is_some_and(|b| class.contains(*b)).then_some(class);
-    let right = bytes.last().is_some_and(|b| class.contains(*b)).then_some(class);
+    let left = bytes
+        .first()
+        .is_some_and(|b| class.contains(*b))
+        .then_some(class);
+    let right = bytes
+        .last()
+        .is_some_and(|b| class.contains(*b))
+        .then_some(class);
     let right = right.filter(|_| form.encoding != Encoding::Decimal);
     (left, right)
 }
@@ -272,7 +283,8 @@ impl KnownValueStream<'_> {
     /// known. Location and installed apps are reported as soon as the
     /// message has shown enough of them (see [`Self::finish`]).
     pub fn feed(&mut self, chunk: &[u8], on_match: &mut dyn FnMut(KnownMatch)) {
-        let (Some(search), Some(state), Some(&first)) = (self.matcher.search.as_ref(), self.state, chunk.first())
+        let (Some(search), Some(state), Some(&first)) =
+            (self.matcher.search.as_ref(), self.state, chunk.first())
         else {
             self.offset += chunk.len() as u64;
             return;
@@ -290,6 +302,9 @@ impl KnownValueStream<'_> {
         let mut hits = std::mem::take(&mut self.hits);
         hits.clear();
         self.state = Some(search.scan(state, chunk, self.offset, &mut hits));
+        // The filter finds matches by where they start, the DFA by where
+        // they end: one order for all, so chunking never changes it.
+        hits.sort_unstable_by_key(|h| (h.end, h.pattern));
         let base = self.offset;
         let chunk_end = base + chunk.len() as u64;
         for hit in &hits {
@@ -302,10 +317,17 @@ impl KnownValueStream<'_> {
                     continue;
                 }
             }
-            match pattern.right {
-                Some(_) if hit.end == chunk_end => self.pending.push(*hit),
-                Some(class) if byte_at(chunk, base, hit.end).is_some_and(|b| class.contains(b)) => {}
-                _ => self.confirm(*hit, on_match),
+            // Every match ending at the chunk's end waits, not only those
+            // with a right boundary to check, so matches sharing an end
+            // offset are reported in one order whatever the chunking.
+            let after = byte_at(chunk, base, hit.end);
+            if hit.end == chunk_end {
+                self.pending.push(*hit);
+            } else if !pattern
+                .right
+                .is_some_and(|c| after.is_some_and(|b| c.contains(b)))
+            {
+                self.confirm(*hit, on_match);
             }
         }
         self.hits = hits;
@@ -404,37 +426,39 @@ fn byte_at(chunk: &[u8], base: u64, at: u64) -> Option<u8> {
     chunk.get(index).copied()
 }
 
-/// The automaton and the filter that lets the search skip most bytes.
+/// The automaton and the filter that let the search skip most bytes.
 ///
-/// The DFA alone costs a dependent table lookup per byte into a table of
+/// The DFA alone costs a dependent lookup per byte into a table of
 /// megabytes (hundreds of patterns, tens of thousands of states), which
-/// cache misses hold to ~200 MB/s. So the search alternates two modes:
-/// - filter: with the automaton in its start state (no match in
-///   progress), look at every `stride`-th 4-byte window and test it
-///   against the set of 4-grams that occur in the first `min_len` bytes
-///   of any pattern. Every occurrence of a pattern covers `min_len`
-///   bytes, so at least one sampled window falls inside its first
-///   `min_len` bytes: no occurrence is skipped. On a hit, the occurrence
-///   may start up to `min_len - 4` bytes before the window; the DFA
-///   starts there.
-/// - DFA: walk byte by byte until the automaton is back in its start
-///   state (nothing in progress), then filter again.
+/// cache misses hold to ~200 MB/s. So inside a chunk the DFA only walks
+/// the edges, and a sampled filter with exact verification covers the
+/// middle:
+/// 1. Head: an occurrence in progress at the chunk start (the carried
+///    state is not the start state) is finished by the DFA, which walks
+///    until it is back in the start state (nothing in progress).
+/// 2. Middle: every occurrence starting before `chunk.len() - max_len`
+///    lies wholly in the chunk. Every `stride`-th 4-byte window is looked
+///    up among the 4-grams at offsets `0..stride` of every pattern; since
+///    `stride + 3` is the shortest pattern's length, exactly one sampled
+///    window falls at those offsets of any occurrence. A hit names the
+///    candidate patterns and offsets, which are compared byte for byte.
+/// 3. Tail: the DFA walks the last `max_len` bytes from the start state,
+///    so occurrences that start there are found, run into the next chunk,
+///    and the state carried on is the true automaton state.
 ///
-/// At the end of a chunk in filter mode, the last `min_len - 1` bytes
-/// (where an occurrence could start without fitting in the chunk) are
-/// walked by the DFA, so the state carried to the next chunk is always a
-/// true automaton state. Patterns shorter than 4 bytes disable the filter.
+/// Each occurrence is thus found exactly once, whatever the chunking.
+/// Patterns shorter than 4 bytes disable the filter (the DFA walks all).
 struct Search {
     dfa: DFA,
     start: StateID,
+    /// Length of the longest pattern.
+    max_len: usize,
     filter: Option<Filter>,
 }
 
 impl Search {
     fn new(patterns: &[Vec<u8>]) -> Option<Search> {
-        if patterns.is_empty() {
-            return None;
-        }
+        let max_len = patterns.iter().map(Vec::len).max()?;
         // Prefilter off: with it, start states become "special" and the
         // hot loop would leave its fast path at every return to the start.
         let dfa = DFA::builder()
@@ -449,38 +473,56 @@ impl Search {
         Some(Search {
             dfa,
             start,
+            max_len,
             filter: Filter::new(patterns),
         })
     }
 
-    /// Walks `chunk` from `state`, appending every match (absolute end =
-    /// `base` + index + 1) to `hits`; returns the state after the chunk.
+    /// Searches `chunk` (at absolute offset `base`) from automaton state
+    /// `state`, appending every match to `hits` in no particular order;
+    /// returns the state after the chunk.
     fn scan(&self, mut state: StateID, chunk: &[u8], base: u64, hits: &mut Vec<Hit>) -> StateID {
-        let dfa = &self.dfa;
         let mut i = 0;
-        while i < chunk.len() {
-            if let (true, Some(filter)) = (state == self.start, &self.filter) {
-                i = filter
-                    .candidate(chunk, i)
-                    .unwrap_or_else(|| i.max(chunk.len().saturating_sub(filter.min_len - 1)));
+        if state != self.start {
+            (state, i) = self.walk(state, chunk, 0, base, true, hits);
+        }
+        let tail = chunk.len().saturating_sub(self.max_len);
+        if let Some(filter) = self.filter.as_ref().filter(|_| i < tail) {
+            filter.find(chunk, i, tail, base, hits);
+            (state, i) = (self.start, tail);
+        }
+        self.walk(state, chunk, i, base, false, hits).0
+    }
+
+    /// Walks the DFA over `chunk[from..]`, recording matches, until the
+    /// end or (with `until_start`) until it is back in the start state.
+    /// Returns the state and where it stopped.
+    ///
+    /// `is_special` is one comparison: the DFA numbers its match (and
+    /// dead) states below all others, and with the prefilter off the start
+    /// state is not special.
+    fn walk(
+        &self,
+        mut state: StateID,
+        chunk: &[u8],
+        from: usize,
+        base: u64,
+        until_start: bool,
+        hits: &mut Vec<Hit>,
+    ) -> (StateID, usize) {
+        let dfa = &self.dfa;
+        let mut i = from;
+        for &b in chunk.get(from..).unwrap_or_default() {
+            state = dfa.next_state(Anchored::No, state, b);
+            i += 1;
+            if dfa.is_special(state) {
+                state = special(dfa, state, base + i as u64, hits);
             }
-            // DFA mode: at least one byte, then until back at the start.
-            // `is_special` is one comparison: the DFA numbers its match
-            // (and dead) states below all others, and with the prefilter
-            // off the start state is not special.
-            for &b in chunk.get(i..).unwrap_or_default() {
-                state = dfa.next_state(Anchored::No, state, b);
-                i += 1;
-                if dfa.is_special(state) {
-                    state = special(dfa, state, base + i as u64, hits);
-                }
-                DFA_BYTES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if state == self.start {
-                    break;
-                }
+            if until_start && state == self.start {
+                break;
             }
         }
-        state
+        (state, i)
     }
 }
 
@@ -506,68 +548,141 @@ fn special(dfa: &DFA, state: StateID, end: u64, hits: &mut Vec<Hit>) -> StateID 
     }
 }
 
-/// log2 of the filter's bit count: 2^20 bits (128 KiB) keep hash
-/// collisions rare (a few thousand 4-grams set, ~0.3% of random windows)
-/// while the independent lookups overlap their cache misses.
-const FILTER_BITS: u32 = 20;
+/// log2 of the filter's bit count. 2^18 bits (32 KiB) measured fastest:
+/// with a few thousand 4-grams set, under 1% of windows pass to the exact
+/// lookup, while a larger table costs more cache misses than it saves.
+const FILTER_BITS: u32 = 18;
 
-/// The sampled 4-gram filter (see [`Search`]).
+/// log2 of the number of buckets of exact 4-grams.
+const BUCKET_BITS: u32 = 12;
+
+/// The sampled 4-gram filter of [`Search`]: a bit set of hashed 4-grams
+/// for a quick reject (a few thousand bits set), and the exact 4-grams
+/// with their `(pattern, offset)` pairs for the rare windows that pass.
 struct Filter {
     bits: Box<[u64; 1 << (FILTER_BITS - 6)]>,
-    /// Length of the shortest pattern (at least 4).
-    min_len: usize,
-    /// Distance between sampled windows: `min_len - 3`.
+    /// `(gram, pattern, offset)` grouped by [`Filter::bucket`].
+    grams: Vec<(u32, u32, u32)>,
+    /// Where each bucket's entries start in `grams` (one more than the
+    /// bucket count, so `starts[b]..starts[b + 1]` is bucket `b`).
+    starts: Vec<usize>,
+    patterns: Vec<Vec<u8>>,
+    /// Distance between sampled windows: shortest pattern length - 3.
     stride: usize,
 }
 
 impl Filter {
     fn new(patterns: &[Vec<u8>]) -> Option<Filter> {
-        let min_len = patterns.iter().map(Vec::len).min().filter(|m| *m >= 4)?;
+        let stride = patterns
+            .iter()
+            .map(Vec::len)
+            .min()?
+            .checked_sub(3)
+            .filter(|s| *s > 0)?;
         let mut bits = Box::new([0u64; 1 << (FILTER_BITS - 6)]);
-        for pattern in patterns {
-            for window in pattern.get(..min_len).unwrap_or_default().windows(4) {
-                let h = Filter::hash(window);
+        let mut grams = Vec::new();
+        for (id, pattern) in patterns.iter().enumerate() {
+            for offset in 0..stride {
+                let Some(gram) = gram(pattern, offset) else {
+                    continue;
+                };
+                let h = Filter::hash(gram);
                 bits[h >> 6] |= 1 << (h & 63);
+                grams.push((gram, u32::try_from(id).ok()?, u32::try_from(offset).ok()?));
             }
+        }
+        grams.sort_unstable_by_key(|&(gram, id, offset)| (Filter::bucket(gram), id, offset));
+        let mut starts = vec![0; (1 << BUCKET_BITS) + 1];
+        for &(gram, _, _) in &grams {
+            starts[Filter::bucket(gram) + 1] += 1;
+        }
+        for b in 1..starts.len() {
+            starts[b] += starts[b - 1];
         }
         Some(Filter {
             bits,
-            min_len,
-            stride: min_len - 3,
+            grams,
+            starts,
+            patterns: patterns.to_vec(),
+            stride,
         })
     }
 
+    /// Multiplicative (Fibonacci) hashing: the top bits mix all 4 bytes.
     #[inline(always)]
-    fn hash(window: &[u8]) -> usize {
-        let w = match window {
-            [a, b, c, d, ..] => u32::from_le_bytes([*a, *b, *c, *d]),
-            _ => 0,
-        };
-        // Multiplicative (Fibonacci) hashing: the top bits mix all four bytes.
-        (w.wrapping_mul(0x9E37_79B1) >> (32 - FILTER_BITS)) as usize
+    fn hash(gram: u32) -> usize {
+        (gram.wrapping_mul(0x9E37_79B1) >> (32 - FILTER_BITS)) as usize
     }
 
-    /// Where the DFA must start: the earliest position `>= from` at which
-    /// an occurrence may start, judged by the sampled windows that fit in
-    /// `chunk`. `None` when no window hits.
-    #[inline(always)]
-    fn candidate(&self, chunk: &[u8], from: usize) -> Option<usize> {
-        let mut q = from;
-        while let Some(window) = chunk.get(q..q + 4) {
-            let h = Filter::hash(window);
-            if self.bits[h >> 6] >> (h & 63) & 1 != 0 {
-                CANDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return Some(q.saturating_sub(self.min_len - 4).max(from));
-            }
-            q += self.stride;
-        }
-        None
+    /// A second, independent hash for the exact lookup after a bit hit.
+    fn bucket(gram: u32) -> usize {
+        (gram.wrapping_mul(0x85EB_CA6B) >> (32 - BUCKET_BITS)) as usize
     }
+
+    /// Appends the occurrences in `chunk` that start in `from..tail`
+    /// (all of which end inside `chunk`).
+    #[inline(never)]
+    fn find(&self, chunk: &[u8], from: usize, tail: usize, base: u64, hits: &mut Vec<Hit>) {
+        let stride = self.stride;
+        // The window that samples an occurrence starting at `s` is at most
+        // `stride - 1` bytes after `s`; every window must fit in `chunk`.
+        let end = (tail + stride).min(chunk.len().saturating_sub(3));
+        let mut q = from;
+        while q < end {
+            let gram = gram(chunk, q).unwrap_or(0);
+            let h = Filter::hash(gram);
+            if self.bits[h >> 6] >> (h & 63) & 1 != 0 {
+                self.verify(chunk, q, gram, from..tail, base, hits);
+            }
+            q += stride;
+        }
+    }
+
+    /// Compares the patterns whose 4-gram at `offset` is `gram` with the
+    /// text, for the window at `q`; records those that start in `allowed`.
+    #[cold]
+    #[inline(never)]
+    fn verify(
+        &self,
+        chunk: &[u8],
+        q: usize,
+        gram: u32,
+        allowed: std::ops::Range<usize>,
+        base: u64,
+        hits: &mut Vec<Hit>,
+    ) {
+        let b = Filter::bucket(gram);
+        let bucket = match (self.starts.get(b), self.starts.get(b + 1)) {
+            (Some(&lo), Some(&hi)) => self.grams.get(lo..hi).unwrap_or_default(),
+            _ => &[],
+        };
+        for &(_, id, offset) in bucket.iter().filter(|e| e.0 == gram) {
+            let Some(start) = q
+                .checked_sub(offset as usize)
+                .filter(|s| allowed.contains(s))
+            else {
+                continue;
+            };
+            let Some(pattern) = self.patterns.get(id as usize) else {
+                continue;
+            };
+            if chunk.get(start..start + pattern.len()) == Some(pattern.as_slice()) {
+                hits.push(Hit {
+                    pattern: id as usize,
+                    end: base + (start + pattern.len()) as u64,
+                });
+            }
+        }
+    }
+}
+
+/// The 4 bytes at `at` as a little-endian word.
+#[inline(always)]
+fn gram(bytes: &[u8], at: usize) -> Option<u32> {
+    let b = bytes.get(at..at + 4)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 #[cfg(test)]
 #[path = "known_tests.rs"]
 mod tests;
-
-pub static DFA_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-pub static CANDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

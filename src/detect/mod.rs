@@ -12,14 +12,12 @@
 
 pub mod expand;
 pub mod finding;
-#[cfg(any())] // enabled once the detector modules land
 pub mod inspector;
 pub mod keys;
 pub mod known;
 pub mod patterns;
 pub mod profile;
 pub mod rules;
-#[cfg(any())] // enabled once the detector modules land
 pub mod scan;
 pub mod sdk;
 pub mod secret;

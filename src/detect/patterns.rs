@@ -22,15 +22,21 @@
 //!
 //! Whole-message rules are settled by [`PatternStream::finish`]: pair rules
 //! (a latitude *and* a longitude under their keys) and list rules (three or
-//! more distinct package names).
+//! more distinct package names forming one list: either not assigned to
+//! keys — `["com.a", "com.b", …]`, `{"com.a": "1.0", …}` — or all assigned
+//! to the same key, as in `[{"pkg": "com.a"}, {"pkg": "com.b"}, …]`; three
+//! single-valued parameters `app=…&sdk=…&pkg=…` are not a list).
 //!
 //! Rules must not match more than [`MAX_MATCH_LEN`] bytes; longer matches are
 //! dropped.
 
 use std::collections::{HashMap, HashSet};
 
+use regex::bytes::Regex as BytesRegex;
+
 use super::Confidence;
-use super::rules::{Hold, PatternRule, RuleSet};
+use super::keys::normalize_key;
+use super::rules::{PatternRule, RuleSet};
 use super::secret::Secret;
 
 /// Longest match a rule may produce; anything longer is ignored.
@@ -48,8 +54,10 @@ const LOOKBEHIND: usize = KEY_GAP + MAX_KEY_LEN;
 const LOOKAHEAD: usize = MAX_MATCH_LEN + HEX_BLOB_LEN + 1;
 /// New bytes to gather before scanning again, so tiny chunks stay cheap.
 const SCAN_EVERY: usize = 64;
-/// Distinct values a list rule remembers (the count stops there too).
+/// Distinct values a list group remembers (the count stops there too).
 const MAX_LIST_ITEMS: usize = 256;
+/// List groups a stream tracks (items under further keys are dropped).
+const MAX_LIST_GROUPS: usize = 64;
 /// Longest reported value for list matches.
 const MAX_LIST_VALUE: usize = 256;
 
@@ -66,6 +74,50 @@ pub struct PatternMatch {
     pub start: u64,
     pub end: u64,
     pub confidence: Confidence,
+}
+
+/// A set of bytes, used for the bytes that must not touch a match.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ByteClass([bool; 256]);
+
+impl ByteClass {
+    /// The empty class: nothing is forbidden.
+    pub const NONE: ByteClass = ByteClass([false; 256]);
+
+    pub fn contains(&self, byte: u8) -> bool {
+        self.0[usize::from(byte)]
+    }
+}
+
+impl std::fmt::Debug for ByteClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.iter().filter(|b| **b).count();
+        write!(f, "ByteClass({n} bytes)")
+    }
+}
+
+/// How a pattern rule's hits are reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    /// Reported as soon as they are found.
+    Immediate,
+    /// Held until the message ends; reported only if every pair group of the
+    /// kind found a hit (a latitude *and* a longitude).
+    Pair(String),
+    /// Held until the message ends; reported as one list match if at least
+    /// this many distinct values were found.
+    List(usize),
+}
+
+/// Compiles `[^...]`-style text into a byte table by asking a bytes regex
+/// about every byte value.
+pub(crate) fn byte_class(class: &str) -> Result<ByteClass, regex::Error> {
+    let re = BytesRegex::new(&format!("(?s-u:^(?:{class})$)"))?;
+    let mut table = [false; 256];
+    for (b, slot) in table.iter_mut().enumerate() {
+        *slot = re.is_match(&[b as u8]);
+    }
+    Ok(ByteClass(table))
 }
 
 struct ScanRule {
@@ -153,8 +205,8 @@ pub struct PatternStream<'a> {
     unscanned: usize,
     /// First held hit per (kind, pair group).
     pairs: HashMap<(usize, String), Held>,
-    /// Per list rule (index into `scan`).
-    lists: HashMap<usize, ListState>,
+    /// Per list rule (index into `scan`) and list group.
+    lists: HashMap<(usize, String), ListState>,
     finished: bool,
 }
 
@@ -201,20 +253,33 @@ impl PatternStream<'_> {
                 }
             }
         }
-        for (i, list) in std::mem::take(&mut self.lists) {
-            let sr = &scanner.scan[i];
-            let Hold::List(min) = sr.rule.hold else {
-                continue;
-            };
-            if list.items.len() >= min {
-                late.push(PatternMatch {
-                    identifier: scanner.rules.kinds()[sr.kind].id.clone(),
-                    value: Secret::new(join_truncated(&list.items, MAX_LIST_VALUE)),
-                    start: list.start,
-                    end: list.end,
-                    confidence: sr.rule.confidence,
-                });
+        // A list is a group of at least `min` distinct items; qualifying
+        // groups of one rule merge into one match.
+        let mut merged: HashMap<usize, Vec<ListState>> = HashMap::new();
+        for ((i, _), list) in std::mem::take(&mut self.lists) {
+            if let Hold::List(min) = scanner.scan[i].rule.hold
+                && list.items.len() >= min
+            {
+                merged.entry(i).or_default().push(list);
             }
+        }
+        for (i, mut groups) in merged {
+            groups.sort_by_key(|g| g.start);
+            let mut seen = HashSet::new();
+            let items: Vec<String> = groups
+                .iter()
+                .flat_map(|g| g.items.iter())
+                .filter(|item| seen.insert(item.as_str()))
+                .cloned()
+                .collect();
+            let sr = &scanner.scan[i];
+            late.push(PatternMatch {
+                identifier: scanner.rules.kinds()[sr.kind].id.clone(),
+                value: Secret::new(join_truncated(&items, MAX_LIST_VALUE)),
+                start: groups.iter().map(|g| g.start).min().unwrap_or(0),
+                end: groups.iter().map(|g| g.end).max().unwrap_or(0),
+                confidence: sr.rule.confidence,
+            });
         }
         late.sort_by(|a, b| (a.start, a.end, &a.identifier).cmp(&(b.start, b.end, &b.identifier)));
         for m in late {
@@ -230,11 +295,11 @@ impl PatternStream<'_> {
     fn scan(&mut self, final_: bool, on_match: &mut dyn FnMut(PatternMatch)) {
         self.unscanned = 0;
         let scanner = self.scanner;
-        let end = self.buf_start + self.buf.len() as u64;
+        let data_end = self.buf_start + self.buf.len() as u64;
         let limit = if final_ {
             u64::MAX
         } else {
-            (end + 1).saturating_sub(LOOKAHEAD as u64)
+            (data_end + 1).saturating_sub(LOOKAHEAD as u64)
         };
         let mut found = Vec::new();
         for (i, sr) in scanner.scan.iter().enumerate() {
@@ -250,8 +315,14 @@ impl PatternStream<'_> {
                     pos = m.start() + 1;
                     continue;
                 }
-                let Some(value) = self.evaluate(sr, m.start(), m.end()) else {
+                let Some((value, group)) = self.evaluate(sr, m.start(), m.end()) else {
+                    // Starts that the before-boundary refuses whatever follows
+                    // (inside a digit or hex run) are skipped without asking
+                    // the regex again.
                     pos = m.start() + 1;
+                    while pos < self.buf.len() && blocked_before(&sr.rule, &self.buf, pos) {
+                        pos += 1;
+                    }
                     continue;
                 };
                 pos = m.end();
@@ -259,9 +330,9 @@ impl PatternStream<'_> {
                     self.buf_start + m.start() as u64,
                     self.buf_start + m.end() as u64,
                 );
-                self.accept(i, sr, value, start, end, &mut found);
+                self.accept(i, sr, (value, group), (start, end), &mut found);
             }
-            self.next[i] = (self.buf_start + pos as u64).max(limit.min(end));
+            self.next[i] = (self.buf_start + pos as u64).max(limit.min(data_end));
         }
         // One value, one identity: when several kinds claim the same span
         // (a Luhn-valid 454… number is an IMEI shape and an IMSI shape),
@@ -302,9 +373,8 @@ impl PatternStream<'_> {
         &mut self,
         rule_index: usize,
         sr: &ScanRule,
-        value: String,
-        start: u64,
-        end: u64,
+        (value, group): (String, String),
+        (start, end): (u64, u64),
         found: &mut Vec<PatternMatch>,
     ) {
         let scanner = self.scanner;
@@ -317,8 +387,8 @@ impl PatternStream<'_> {
                 end,
                 confidence: sr.rule.confidence,
             }),
-            Hold::Pair(group) => {
-                self.pairs.entry((sr.kind, group.clone())).or_insert(Held {
+            Hold::Pair(pair) => {
+                self.pairs.entry((sr.kind, pair.clone())).or_insert(Held {
                     value,
                     start,
                     end,
@@ -326,7 +396,11 @@ impl PatternStream<'_> {
                 });
             }
             Hold::List(_) => {
-                let list = self.lists.entry(rule_index).or_default();
+                let slot = (rule_index, group);
+                if !self.lists.contains_key(&slot) && self.lists.len() >= MAX_LIST_GROUPS {
+                    return;
+                }
+                let list = self.lists.entry(slot).or_default();
                 if list.seen.len() < MAX_LIST_ITEMS && !list.seen.contains(&value) {
                     if list.items.is_empty() {
                         list.start = start;
@@ -341,12 +415,13 @@ impl PatternStream<'_> {
 
     /// Applies every check of the module docs to the candidate `buf[ms..me]`;
     /// returns its text if it stands.
-    fn evaluate(&self, sr: &ScanRule, ms: usize, me: usize) -> Option<String> {
+    ///
+    /// The second string is the item's list group: the normalised key it is
+    /// assigned to, or empty when it has none or the key names its kind.
+    fn evaluate(&self, sr: &ScanRule, ms: usize, me: usize) -> Option<(String, String)> {
         let buf = &self.buf;
         let rule = &sr.rule;
-        // `%22490154203237518`: the byte before is the decoded escape.
-        let before = escaped_before(buf, ms).or_else(|| ms.checked_sub(1).map(|i| buf[i]));
-        if before.is_some_and(|b| rule.before.contains(b)) {
+        if blocked_before(rule, buf, ms) {
             return None;
         }
         if me < buf.len() && rule.after.contains(buf[me]) {
@@ -382,7 +457,13 @@ impl PatternStream<'_> {
                 _ => {}
             }
         }
-        Some(value.to_string())
+        // The first item of `"k": ["com.a", …]` belongs to the list, not to
+        // the key before it.
+        let group = match (key_kind, key) {
+            (None, Some(k)) if !opens_array(buf, ms) => normalize_key(&k),
+            _ => String::new(),
+        };
+        Some((value.to_string(), group))
     }
 }
 
@@ -417,6 +498,14 @@ fn in_hex_blob(buf: &[u8], ms: usize, me: usize) -> bool {
         right += 1;
     }
     (left < ms || right > me) && right - left >= HEX_BLOB_LEN
+}
+
+/// True if no match of `rule` may start at `buf[i]` because of the byte
+/// before it. A `%XX` escape right before counts as the byte it encodes
+/// (`%22490154203237518` is a quoted IMEI).
+fn blocked_before(rule: &PatternRule, buf: &[u8], i: usize) -> bool {
+    let before = escaped_before(buf, i).or_else(|| i.checked_sub(1).map(|p| buf[p]));
+    before.is_some_and(|b| rule.before.contains(b))
 }
 
 /// The byte encoded by a `%XX` escape ending right before `buf[i]`.
@@ -455,6 +544,21 @@ fn filler_before(buf: &[u8], lo: usize, i: usize, value_side: bool) -> usize {
         }
     }
     0
+}
+
+/// True if the value at `buf[s]` is the first element of an array: only
+/// quotes and spaces (plain or URL-encoded) lie between it and a `[`.
+fn opens_array(buf: &[u8], s: usize) -> bool {
+    let lo = s.saturating_sub(LOOKBEHIND);
+    let mut i = s;
+    loop {
+        let n = filler_before(buf, lo, i, false);
+        if n == 0 {
+            break;
+        }
+        i -= n;
+    }
+    i > lo && (buf[i - 1] == b'[' || escaped_before(buf, i) == Some(b'['))
 }
 
 /// The key the value starting at `buf[s]` is assigned to: the token before

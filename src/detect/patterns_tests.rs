@@ -76,6 +76,11 @@ fn finds_identifiers_in_realistic_traffic() {
         ("phone", r#"{"phone":"+14155552671"}"#, "+14155552671"),
         ("email", "contact zhang.san@qq.com now", "zhang.san@qq.com"),
         ("email", "e=zhang%40qq.com&", "zhang%40qq.com"),
+        (
+            "email",
+            "u=https://a.cn/u/zhang.san@qq.com/a@2x.png",
+            "zhang.san@qq.com",
+        ),
         ("mac", "wlan 3c:5a:b4:01:02:03 up", "3c:5a:b4:01:02:03"),
         ("mac", "mac=3c5ab4010203&", "3c5ab4010203"),
         (
@@ -157,6 +162,14 @@ fn three_distinct_packages_make_an_app_list() {
         )]
     );
     assert!(whole(br#"["com.tencent.mm","tv.danmaku.bili"]"#).is_empty());
+    // Lists of objects repeat one key; maps of package to version have none.
+    let objects = r#"[{"pkg":"com.a.b","v":1},{"pkg":"com.c.d","v":2},{"pkg":"com.e.f"}]"#;
+    assert_eq!(ids(objects), ["installed_apps"]);
+    assert_eq!(
+        ids(r#"{"com.a.b":"1.0","com.c.d":"2.1","com.e.f":"3"}"#),
+        ["installed_apps"]
+    );
+    assert_eq!(ids("apps=com.a.b,com.c.d,com.e.f"), ["installed_apps"]);
 }
 
 #[test]
@@ -180,7 +193,9 @@ fn look_alikes_do_not_fire() {
         "session=6D92078A-8246-4BA4-AE5B-76104861E7DC",
         // asset names, versions, Sentry DSN user info
         "img=icon@2x.png&b=logo@3x.webp&pkg=lodash@4.17.21",
-        "dsn=https://abc123@o12345.ingest.sentry.io/678",
+        "dsn=https://9e107d9d372bb6826bd81d3542a419d6@o12345.ingest.sentry.io/678",
+        // single package parameters are not a list
+        "sdk=com.bytedance.sdk.openadsdk&pkg=com.example.game&x=cn.jpush.android&y=com.umeng.analytics",
         // bank-card-valid numbers without a card key
         "amount=6222021234567890128",
         "v=4111111111111111",

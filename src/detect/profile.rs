@@ -16,23 +16,10 @@ use super::secret::Secret;
 
 /// Keys that hold one searched identifier each, in the order
 /// [`DeviceProfile::values`] yields them.
+#[rustfmt::skip]
 const IDENTIFIER_KEYS: [&str; 16] = [
-    "imei",
-    "meid",
-    "imsi",
-    "iccid",
-    "serial",
-    "android_id",
-    "adid",
-    "oaid",
-    "idfa",
-    "idfv",
-    "mac",
-    "bt_mac",
-    "ssid",
-    "bssid",
-    "phone",
-    "email",
+    "imei", "meid", "imsi", "iccid", "serial", "android_id", "adid", "oaid", "idfa", "idfv",
+    "mac", "bt_mac", "ssid", "bssid", "phone", "email",
 ];
 
 /// The other top-level keys.
@@ -41,6 +28,10 @@ const OTHER_KEYS: [&str; 5] = ["location", "installed_apps", "model", "app", "cu
 /// Shortest free-form value (custom values, SSID, serial) in bytes: three
 /// bytes occur by chance in almost any traffic.
 pub const MIN_VALUE_LEN: usize = 4;
+
+/// Longest free-form value in bytes: every value becomes dozens of search
+/// patterns, and identifiers are short.
+pub const MAX_VALUE_LEN: usize = 256;
 
 /// The test device's identifiers. `Debug` shows which keys are set, never
 /// a value.
@@ -226,10 +217,13 @@ impl DeviceProfile {
                     wrong_type("a table of name = \"value\"", value),
                 ));
             };
-            for (name, value) in custom {
+            // Sorted, so the order never depends on toml's map type.
+            let mut entries: Vec<_> = custom.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            for (name, value) in entries {
                 let key = format!("custom.{name}");
                 let text = string(value).map_err(|p| err(&key, p))?;
-                free_form(text, "a value").map_err(|p| err(&key, p))?;
+                free_form(text, "a value", MAX_VALUE_LEN).map_err(|p| err(&key, p))?;
                 profile
                     .values
                     .push((format!("custom:{name}"), Secret::new(text)));
@@ -299,10 +293,21 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// Known name closest to `key` by edit distance (transpositions count
-/// once, so `imie` suggests `imei`), if close enough to be a likely typo.
+/// Known name closest to `key`: a common synonym (`lng`, `gaid`), or
+/// the nearest by edit distance (transpositions count once, so `imie`
+/// suggests `imei`) if close enough to be a likely typo.
 fn closest<'a>(key: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    #[rustfmt::skip]
+    const SYNONYMS: [(&str, &str); 12] = [
+        ("lng", "lon"), ("long", "lon"), ("longitude", "lon"), ("latitude", "lat"),
+        ("gaid", "adid"), ("wifi_mac", "mac"), ("bluetooth_mac", "bt_mac"),
+        ("phone_number", "phone"), ("mobile", "phone"), ("sn", "serial"),
+        ("apps", "installed_apps"), ("packages", "installed_apps"),
+    ];
     let key = key.to_ascii_lowercase();
+    if let Some((_, name)) = SYNONYMS.iter().find(|(alias, _)| *alias == key) {
+        return candidates.iter().find(|c| *c == name).copied();
+    }
     let limit = (key.chars().count() / 3).clamp(1, 3);
     candidates
         .iter()
@@ -368,25 +373,16 @@ fn validate_identifier(key: &str, v: &str) -> Result<String, Problem> {
         "imei" => {
             let expected = "15 digits (14 + Luhn check digit)";
             digits(v, 15..=15, expected)?;
-            zeros(
-                v,
-                "an all-zero IMEI is Android's placeholder (no permission or no modem), not the device's value",
-            )?;
+            zeros(v)?;
             luhn(v, expected)?;
         }
         "meid" => {
             hex(v, 14..=14, "14 hex digits")?;
-            zeros(
-                v,
-                "an all-zero MEID is a placeholder, not the device's value",
-            )?;
+            zeros(v)?;
         }
         "imsi" => {
             digits(v, 15..=15, "15 digits")?;
-            zeros(
-                v,
-                "an all-zero IMSI is a placeholder, not the device's value",
-            )?;
+            zeros(v)?;
         }
         "iccid" => {
             let expected = "19 or 20 digits starting with 89, the last a Luhn check digit";
@@ -405,17 +401,11 @@ fn validate_identifier(key: &str, v: &str) -> Result<String, Problem> {
                     "this is Android's placeholder serial (returned without permission), not the device's value",
                 ));
             }
-            zeros(
-                v,
-                "an all-zero serial is a placeholder, not the device's value",
-            )?;
+            zeros(v)?;
         }
         "android_id" => {
             hex(v, 16..=16, "16 hex digits")?;
-            zeros(
-                v,
-                "an all-zero ANDROID_ID is a placeholder, not the device's value",
-            )?;
+            zeros(v)?;
             if v.eq_ignore_ascii_case("9774d56d682e549c") {
                 return Err(Problem::Placeholder(
                     "this ANDROID_ID is shared by many Android 2.2 devices and emulators, not the device's value",
@@ -424,20 +414,14 @@ fn validate_identifier(key: &str, v: &str) -> Result<String, Problem> {
         }
         "adid" | "idfa" | "idfv" => {
             uuid(v).ok_or_else(|| invalid(UUID_SHAPE, describe(v)))?;
-            zeros(
-                v,
-                "the all-zero ID is the placeholder sent when ad tracking is limited, not the device's value",
-            )?;
+            zeros(v)?;
         }
         "oaid" => {
             let expected = "a UUID (8-4-4-4-12 hex digits) or 16 to 64 hex digits";
             if uuid(v).is_none() {
                 hex(v, 16..=64, expected)?;
             }
-            zeros(
-                v,
-                "the all-zero OAID is the placeholder sent when ad tracking is limited, not the device's value",
-            )?;
+            zeros(v)?;
         }
         "mac" | "bt_mac" | "bssid" => return mac(v),
         "ssid" => {
@@ -445,13 +429,7 @@ fn validate_identifier(key: &str, v: &str) -> Result<String, Problem> {
                 .strip_prefix('"')
                 .and_then(|s| s.strip_suffix('"'))
                 .unwrap_or(v);
-            free_form(v, "an SSID")?;
-            if v.len() > 32 {
-                return Err(invalid(
-                    "an SSID of at most 32 bytes",
-                    format!("{} bytes", v.len()),
-                ));
-            }
+            free_form(v, "an SSID", 32)?;
             if v == "<unknown ssid>" {
                 return Err(Problem::Placeholder(
                     "this is Android's placeholder SSID (returned without location permission), not the network's name",
@@ -504,9 +482,11 @@ fn hex(v: &str, len: std::ops::RangeInclusive<usize>, expected: &str) -> Result<
 }
 
 /// Placeholder check: every hex digit is zero (separators ignored).
-fn zeros(v: &str, reason: &'static str) -> Result<(), Problem> {
+fn zeros(v: &str) -> Result<(), Problem> {
     if v.chars().filter(char::is_ascii_hexdigit).all(|c| c == '0') {
-        Err(Problem::Placeholder(reason))
+        Err(Problem::Placeholder(
+            "all zeros is a placeholder (what the OS reports without permission or with ad tracking limited), not the device's value",
+        ))
     } else {
         Ok(())
     }
@@ -598,10 +578,7 @@ fn phone(v: &str) -> Result<String, Problem> {
     if !(7..=15).contains(&digits.len()) {
         return Err(invalid(expected, format!("{} digits", digits.len())));
     }
-    zeros(
-        &digits,
-        "an all-zero phone number is a placeholder, not the device's number",
-    )?;
+    zeros(&digits)?;
     let international = match (body.is_some(), digits.strip_prefix("00")) {
         (true, _) => Some(digits.as_str()),
         (false, Some(rest)) => Some(rest),
@@ -667,17 +644,19 @@ fn email(v: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-/// Free-form values (custom, SSID): at least [`MIN_VALUE_LEN`] bytes.
-fn free_form(v: &str, what: &str) -> Result<(), Problem> {
-    if v.len() < MIN_VALUE_LEN {
-        return Err(invalid(
-            format!(
-                "{what} of at least {MIN_VALUE_LEN} bytes (shorter values would match almost everywhere)"
-            ),
-            format!("{} bytes", v.len()),
-        ));
-    }
-    Ok(())
+/// Free-form values (custom, SSID): at least [`MIN_VALUE_LEN`] bytes,
+/// and at most `max`.
+fn free_form(v: &str, what: &str, max: usize) -> Result<(), Problem> {
+    let expected = if v.len() < MIN_VALUE_LEN {
+        format!(
+            "{what} of at least {MIN_VALUE_LEN} bytes (shorter values would match almost everywhere)"
+        )
+    } else if v.len() > max {
+        format!("{what} of at most {max} bytes")
+    } else {
+        return Ok(());
+    };
+    Err(invalid(expected, format!("{} bytes", v.len())))
 }
 
 /// A Java package name: at least two dot-separated segments, each a
@@ -718,6 +697,3 @@ fn coordinate(table: &Table, key: &str, limit: f64) -> Result<f64, Problem> {
     }
     Ok(value)
 }
-
-#[cfg(test)]
-mod tests {}

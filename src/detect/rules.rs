@@ -8,23 +8,11 @@
 //!
 //! # Key matching
 //!
-//! A key is normalised into lowercase tokens, split on every character that
-//! is not alphanumeric and on camelCase boundaries (`deviceIMEIValue` →
-//! `device`, `imei`, `value`; `x-device-imei` → `x`, `device`, `imei`).
-//! Aliases are normalised the same way and compared with the tokens joined
-//! without separators, so `mac_address`, `macAddress` and `macaddress` are one
-//! alias. A key names kind K when
-//!
-//! 1. the whole key equals one of K's `keys` or `exact_keys`, or
-//! 2. a suffix of its tokens — the last token, the last two, … — equals one of
-//!    K's `keys` (`user.phone`, `device_imei`, `wifiMac`).
-//!
-//! The longest matching suffix wins, so the more specific alias decides:
-//! `wifi_ap_mac` is a BSSID (`ap_mac`), not a device MAC (`mac`), and
-//! `id_card_no` is an ID card (`id_card_no`), not a bank card (`card_no`).
-//! Tokens are never matched by substring: `machine`, `macro`, `imei_count`
-//! and `phone_model` name nothing. `exact_keys` hold aliases too generic to
-//! match as a suffix (`sn`, `mc`, `apps`): `sn` is a serial, `order_sn` is not.
+//! [`RuleSet::kind_for_key`] splits a key into tokens (`deviceIMEI`,
+//! `device_imei`, `x-device-imei` are all `device` + `imei`) and matches the
+//! whole key against `keys` and `exact_keys`, then ever shorter token
+//! suffixes against `keys` only; the longest match wins. See
+//! [`key_tokens`](super::keys::key_tokens) for the details and examples.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -36,6 +24,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::Confidence;
+use super::keys::{Aliases, key_suffixes, key_tokens, normalize_key};
+use super::patterns::{ByteClass, Hold, byte_class};
 use super::validate::Validator;
 
 const EMBEDDED_TEXT: &str = include_str!("../../detectors/identifiers.toml");
@@ -87,52 +77,54 @@ pub enum RuleError {
     },
 }
 
-/// The fields a pattern rule may set, both at the top of a `[[kind]]` and in
-/// its `[[kind.also]]` tables.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawPattern {
-    pattern: Option<Spanned<String>>,
-    validator: Option<Spanned<String>>,
-    boundary: Option<Spanned<String>>,
-    boundary_before: Option<Spanned<String>>,
-    boundary_after: Option<Spanned<String>>,
-    needs_key_context: Option<bool>,
-    context_keys: Option<Vec<String>>,
-    confidence: Option<Spanned<String>>,
-    pair_group: Option<String>,
-    list_min: Option<usize>,
+/// Declares a rule-file table with the pattern-rule fields (shared by a
+/// `[[kind]]` and its `[[kind.also]]` tables) plus `$extra` fields. A macro
+/// rather than `#[serde(flatten)]`: flatten breaks both
+/// `deny_unknown_fields` (typo detection) and `Spanned` (line numbers).
+macro_rules! raw_table {
+    ($(#[$meta:meta])* $name:ident { $($extra:tt)* }) => {
+        $(#[$meta])*
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct $name {
+            $($extra)*
+            pattern: Option<Spanned<String>>,
+            validator: Option<Spanned<String>>,
+            boundary: Option<Spanned<String>>,
+            boundary_before: Option<Spanned<String>>,
+            boundary_after: Option<Spanned<String>>,
+            needs_key_context: Option<bool>,
+            context_keys: Option<Vec<String>>,
+            confidence: Option<Spanned<String>>,
+            pair_group: Option<String>,
+            list_min: Option<usize>,
+        }
+    };
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawKind {
-    id: Spanned<String>,
-    description: Option<String>,
-    #[serde(default)]
-    keys: Vec<String>,
-    #[serde(default)]
-    exact_keys: Vec<String>,
-    #[serde(default)]
-    placeholders: Vec<String>,
-    min_value_len: Option<usize>,
-    value_pattern: Option<Spanned<String>>,
-    allow_list: Option<bool>,
-    // Same fields as `RawPattern`: serde cannot combine `flatten` with
-    // `deny_unknown_fields`, and catching typos matters more.
-    pattern: Option<Spanned<String>>,
-    validator: Option<Spanned<String>>,
-    boundary: Option<Spanned<String>>,
-    boundary_before: Option<Spanned<String>>,
-    boundary_after: Option<Spanned<String>>,
-    needs_key_context: Option<bool>,
-    context_keys: Option<Vec<String>>,
-    confidence: Option<Spanned<String>>,
-    pair_group: Option<String>,
-    list_min: Option<usize>,
-    #[serde(default)]
-    also: Vec<RawPattern>,
-}
+raw_table!(
+    /// One pattern rule (`[[kind.also]]`).
+    RawPattern {}
+);
+
+raw_table!(
+    /// One `[[kind]]` table; its own pattern fields are its first rule.
+    RawKind {
+        id: Spanned<String>,
+        description: Option<String>,
+        #[serde(default)]
+        keys: Vec<String>,
+        #[serde(default)]
+        exact_keys: Vec<String>,
+        #[serde(default)]
+        placeholders: Vec<String>,
+        min_value_len: Option<usize>,
+        value_pattern: Option<Spanned<String>>,
+        allow_list: Option<bool>,
+        #[serde(default)]
+        also: Vec<RawPattern>,
+    }
+);
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -150,53 +142,6 @@ struct RawFile {
     defaults: RawDefaults,
     #[serde(default)]
     kind: Vec<RawKind>,
-}
-
-/// A set of bytes, used for the bytes that must not touch a match.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct ByteClass([bool; 256]);
-
-impl ByteClass {
-    /// The empty class: nothing is forbidden.
-    pub const NONE: ByteClass = ByteClass([false; 256]);
-
-    pub fn contains(&self, byte: u8) -> bool {
-        self.0[usize::from(byte)]
-    }
-}
-
-impl std::fmt::Debug for ByteClass {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.0.iter().filter(|b| **b).count();
-        write!(f, "ByteClass({n} bytes)")
-    }
-}
-
-/// How a pattern rule's hits are reported.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Hold {
-    /// Reported as soon as they are found.
-    Immediate,
-    /// Held until the message ends; reported only if every pair group of the
-    /// kind found a hit (a latitude *and* a longitude).
-    Pair(String),
-    /// Held until the message ends; reported as one list match if at least
-    /// this many distinct values were found.
-    List(usize),
-}
-
-/// A set of normalised aliases.
-#[derive(Debug, Clone, Default)]
-pub struct Aliases {
-    suffix: HashSet<String>,
-}
-
-impl Aliases {
-    /// True if `key` (any spelling) equals an alias or ends with one, by the
-    /// token rules in the module docs.
-    pub fn matches(&self, key: &str) -> bool {
-        key_suffixes(key).any(|(suffix, _)| self.suffix.contains(&suffix))
-    }
 }
 
 /// One compiled pattern rule of a kind.
@@ -233,7 +178,7 @@ pub struct Kind {
 
 /// A compiled, merged set of identifier rules. Cheap to clone (regexes share
 /// their compiled programs).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     kinds: Vec<Kind>,
     /// Normalised alias → kind index, for `keys` (whole key or suffix).
@@ -244,68 +189,24 @@ pub struct RuleSet {
     deny_context: HashSet<String>,
 }
 
-/// Splits a key into lowercase tokens (see the module docs).
-pub fn key_tokens(key: &str) -> Vec<String> {
-    let mut tokens = Vec::new();
-    let mut current = String::new();
-    let chars: Vec<char> = key.chars().collect();
-    for (i, &c) in chars.iter().enumerate() {
-        if !c.is_alphanumeric() {
-            if !current.is_empty() {
-                tokens.push(std::mem::take(&mut current));
-            }
-            continue;
-        }
-        if c.is_uppercase() && !current.is_empty() {
-            let prev = chars[i - 1];
-            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
-            // `deviceImei`, `wifi2Mac`: lower/digit → upper starts a token;
-            // `IMEIValue`: the last capital of a run starts the next word.
-            if prev.is_lowercase() || prev.is_numeric() || (prev.is_uppercase() && next_lower) {
-                tokens.push(std::mem::take(&mut current));
-            }
-        }
-        current.extend(c.to_lowercase());
-    }
-    if !current.is_empty() {
-        tokens.push(current);
-    }
-    tokens
-}
-
-/// The normalised form of an alias or key: its tokens joined.
-pub fn normalize_key(key: &str) -> String {
-    key_tokens(key).concat()
-}
-
-/// Every token suffix of `key`, longest (the whole key, flagged `true`)
-/// first. Keys are capped at 32 tokens: nothing real is longer, and it
-/// bounds the work an adversarial key can cause.
-fn key_suffixes(key: &str) -> impl Iterator<Item = (String, bool)> {
-    let tokens = key_tokens(key);
-    let start = tokens.len().saturating_sub(32);
-    (start..tokens.len()).map(move |i| (tokens[i..].concat(), i == 0))
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
-}
-
-fn column_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    let line_start = text.as_bytes()[..end]
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    let line_start = before
         .iter()
         .rposition(|b| *b == b'\n')
         .map_or(0, |p| p + 1);
-    String::from_utf8_lossy(&text.as_bytes()[line_start..end])
+    let column = String::from_utf8_lossy(&before[line_start..])
         .chars()
-        .count()
-        + 1
+        .count();
+    (
+        before.iter().filter(|b| **b == b'\n').count() + 1,
+        column + 1,
+    )
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    line_col(text, offset).0
 }
 
 fn fold_placeholder(value: &str) -> String {
@@ -333,8 +234,7 @@ impl RuleSet {
     /// value. A directory that cannot be read is an error (a typo in a path
     /// must not silently disable custom rules).
     pub fn load(dirs: &[PathBuf]) -> Result<RuleSet, RuleError> {
-        let mut builder = Builder::default();
-        builder.add_file(EMBEDDED_TEXT, EMBEDDED_ORIGIN)?;
+        let mut set = RuleSet::from_toml(EMBEDDED_TEXT, EMBEDDED_ORIGIN)?;
         for dir in dirs {
             let io = |source| RuleError::Io {
                 path: dir.clone(),
@@ -351,17 +251,17 @@ impl RuleSet {
                     path: path.clone(),
                     source,
                 })?;
-                builder.add_file(&text, &path.display().to_string())?;
+                set.add_file(&text, &path.display().to_string())?;
             }
         }
-        Ok(builder.finish())
+        Ok(set)
     }
 
     /// Rules from one TOML text alone; `origin` names it in error messages.
     pub fn from_toml(text: &str, origin: &str) -> Result<RuleSet, RuleError> {
-        let mut builder = Builder::default();
-        builder.add_file(text, origin)?;
-        Ok(builder.finish())
+        let mut set = RuleSet::default();
+        set.add_file(text, origin)?;
+        Ok(set)
     }
 
     /// Which identifier kind `key` names, if any (see the module docs).
@@ -443,12 +343,6 @@ impl RuleSet {
     }
 }
 
-/// Accumulates files into a rule set, checking as it goes.
-#[derive(Default)]
-struct Builder {
-    set: Option<RuleSet>,
-}
-
 /// Context for error messages about one kind.
 struct Site<'a> {
     text: &'a str,
@@ -482,36 +376,24 @@ impl Site<'_> {
     }
 }
 
-impl Builder {
+impl RuleSet {
+    /// Merges one rule file into the set, checking it as it goes.
     fn add_file(&mut self, text: &str, origin: &str) -> Result<(), RuleError> {
         let raw: RawFile = toml::from_str(text).map_err(|e| {
-            let offset = e.span().map_or(0, |s| s.start);
+            let (line, column) = line_col(text, e.span().map_or(0, |s| s.start));
             RuleError::Syntax {
                 origin: origin.to_string(),
-                line: line_of(text, offset),
-                column: column_of(text, offset),
+                line,
+                column,
                 message: e.message().trim().to_string(),
             }
         })?;
-        let set = self.set.get_or_insert_with(|| RuleSet {
-            kinds: Vec::new(),
-            suffix_aliases: HashMap::new(),
-            exact_aliases: HashMap::new(),
-            placeholders: HashSet::new(),
-            deny_context: HashSet::new(),
-        });
-        set.placeholders.extend(
-            raw.defaults
-                .placeholders
-                .iter()
-                .map(|p| fold_placeholder(p)),
-        );
-        set.deny_context.extend(
-            raw.defaults
-                .deny_context_keys
-                .iter()
-                .map(|k| normalize_key(k)),
-        );
+        for p in &raw.defaults.placeholders {
+            self.placeholders.insert(fold_placeholder(p));
+        }
+        for k in &raw.defaults.deny_context_keys {
+            self.deny_context.insert(normalize_key(k));
+        }
 
         let mut seen_here: HashMap<String, usize> = HashMap::new();
         for rk in raw.kind {
@@ -535,23 +417,13 @@ impl Builder {
                     format!("defined twice in this file (first at line {first})"),
                 ));
             }
-            add_kind(set, &site, rk)?;
+            add_kind(self, &site, rk)?;
         }
         Ok(())
     }
-
-    fn finish(self) -> RuleSet {
-        self.set.unwrap_or_else(|| RuleSet {
-            kinds: Vec::new(),
-            suffix_aliases: HashMap::new(),
-            exact_aliases: HashMap::new(),
-            placeholders: HashSet::new(),
-            deny_context: HashSet::new(),
-        })
-    }
 }
 
-fn add_kind(set: &mut RuleSet, site: &Site<'_>, rk: RawKind) -> Result<(), RuleError> {
+fn add_kind(set: &mut RuleSet, site: &Site<'_>, mut rk: RawKind) -> Result<(), RuleError> {
     let index = match set.kinds.iter().position(|k| k.id == site.kind) {
         Some(i) => i,
         None => {
@@ -596,17 +468,18 @@ fn add_kind(set: &mut RuleSet, site: &Site<'_>, rk: RawKind) -> Result<(), RuleE
     kind.placeholders
         .extend(rk.placeholders.iter().map(|p| fold_placeholder(p)));
 
+    // The kind's own pattern fields are its first rule.
     let primary = RawPattern {
-        pattern: rk.pattern,
-        validator: rk.validator,
-        boundary: rk.boundary,
-        boundary_before: rk.boundary_before,
-        boundary_after: rk.boundary_after,
-        needs_key_context: rk.needs_key_context,
-        context_keys: rk.context_keys,
-        confidence: rk.confidence,
-        pair_group: rk.pair_group,
-        list_min: rk.list_min,
+        pattern: rk.pattern.take(),
+        validator: rk.validator.take(),
+        boundary: rk.boundary.take(),
+        boundary_before: rk.boundary_before.take(),
+        boundary_after: rk.boundary_after.take(),
+        needs_key_context: rk.needs_key_context.take(),
+        context_keys: rk.context_keys.take(),
+        confidence: rk.confidence.take(),
+        pair_group: rk.pair_group.take(),
+        list_min: rk.list_min.take(),
     };
     let has_keys = set
         .suffix_aliases
@@ -659,17 +532,6 @@ fn add_alias(
     Ok(())
 }
 
-/// Compiles `[^...]`-style text into a byte table by asking a bytes regex
-/// about every byte value.
-fn byte_class(class: &str) -> Result<ByteClass, regex::Error> {
-    let re = BytesRegex::new(&format!("(?s-u:^(?:{class})$)"))?;
-    let mut table = [false; 256];
-    for (b, slot) in table.iter_mut().enumerate() {
-        *slot = re.is_match(&[b as u8]);
-    }
-    Ok(ByteClass(table))
-}
-
 fn compile_pattern(
     site: &Site<'_>,
     raw: RawPattern,
@@ -697,19 +559,19 @@ fn compile_pattern(
     {
         return Err(site.invalid(line, "pattern can match the empty string"));
     }
-    let validator =
-        match &raw.validator {
-            None => None,
-            Some(v) => Some(Validator::from_name(v.get_ref()).ok_or_else(|| {
-                RuleError::UnknownValidator {
-                    origin: site.origin.to_string(),
-                    line: site.line_at(v),
-                    kind: site.kind.to_string(),
-                    name: v.get_ref().clone(),
-                    known: Validator::known_names(),
-                }
-            })?),
-        };
+    let validator = raw
+        .validator
+        .as_ref()
+        .map(|v| {
+            Validator::from_name(v.get_ref()).ok_or_else(|| RuleError::UnknownValidator {
+                origin: site.origin.to_string(),
+                line: site.line_at(v),
+                kind: site.kind.to_string(),
+                name: v.get_ref().clone(),
+                known: Validator::known_names(),
+            })
+        })
+        .transpose()?;
     let class = |field: &'static str,
                  v: &Option<Spanned<String>>|
      -> Result<Option<ByteClass>, RuleError> {
@@ -732,18 +594,9 @@ fn compile_pattern(
             ));
         }
     };
-    let context_keys = raw.context_keys.map(|keys| Aliases {
-        suffix: keys
-            .iter()
-            .map(|k| normalize_key(k))
-            .filter(|k| !k.is_empty())
-            .collect(),
-    });
+    let context_keys = raw.context_keys.map(|keys| Aliases::new(&keys));
     let needs_key_context = raw.needs_key_context.unwrap_or(false);
-    if needs_key_context
-        && !kind_has_keys
-        && context_keys.as_ref().is_none_or(|c| c.suffix.is_empty())
-    {
+    if needs_key_context && !kind_has_keys && context_keys.as_ref().is_none_or(Aliases::is_empty) {
         return Err(site.invalid(line, "needs_key_context is set but the kind has no keys"));
     }
     let hold = match (raw.pair_group, raw.list_min) {

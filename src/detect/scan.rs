@@ -35,7 +35,11 @@ pub struct ScanLimits {
 
 impl Default for ScanLimits {
     fn default() -> Self {
-        ScanLimits { decode_depth: 4, nested_output: 1 << 20, max_token: 256 * 1024 }
+        ScanLimits {
+            decode_depth: 4,
+            nested_output: 1 << 20,
+            max_token: 256 * 1024,
+        }
     }
 }
 
@@ -64,7 +68,12 @@ pub struct Hit {
 
 impl Hit {
     fn rank(&self) -> (DetectorKind, Confidence, u8, std::cmp::Reverse<usize>) {
-        (self.detector, self.confidence, self.strength, std::cmp::Reverse(self.chain.len()))
+        (
+            self.detector,
+            self.confidence,
+            self.strength,
+            std::cmp::Reverse(self.chain.len()),
+        )
     }
 }
 
@@ -142,7 +151,8 @@ impl<'d> MessageScan<'d> {
         }
         let mut raws = Vec::new();
         self.known.feed(chunk, &mut |m| raws.push(known_raw(m)));
-        self.patterns.feed(chunk, &mut |m| raws.push(pattern_raw(m)));
+        self.patterns
+            .feed(chunk, &mut |m| raws.push(pattern_raw(m)));
         self.keys.feed(chunk, &mut |m| raws.push(key_raw(m)));
         for raw in raws {
             let evidence = self.excerpt(chunk, raw.start, raw.end, &raw.identifier);
@@ -207,7 +217,11 @@ impl<'d> MessageScan<'d> {
         let window_end = self.fed + chunk.len() as u64;
         let byte_at = |pos: u64| -> u8 {
             let i = (pos - window_start) as usize;
-            if i < self.tail.len() { self.tail[i] } else { chunk[i - self.tail.len()] }
+            if i < self.tail.len() {
+                self.tail[i]
+            } else {
+                chunk[i - self.tail.len()]
+            }
         };
         let from = start.saturating_sub(CONTEXT as u64).max(window_start);
         let to = (end + CONTEXT as u64).min(window_end);
@@ -216,7 +230,11 @@ impl<'d> MessageScan<'d> {
             let bytes: Vec<u8> = (a..b).map(byte_at).collect();
             printable(&bytes)
         };
-        let value = if self.detectors.redact { format!("[{identifier}]") } else { text(start, end) };
+        let value = if self.detectors.redact {
+            format!("[{identifier}]")
+        } else {
+            text(start, end)
+        };
         format!("{}{}{}", text(from, start), value, text(end, to))
     }
 
@@ -235,7 +253,11 @@ impl<'d> MessageScan<'d> {
     /// Finds base64 runs (carried across chunks) and scans what they decode
     /// to. `end` closes a run still open at the end of the message.
     fn nested_base64(&mut self, chunk: &[u8], end: bool) {
-        let mut run_start = if self.run.is_empty() && !self.run_overflow { None } else { Some(0) };
+        let mut run_start = if self.run.is_empty() && !self.run_overflow {
+            None
+        } else {
+            Some(0)
+        };
         let mut tokens = Vec::new();
         for (i, &b) in chunk.iter().enumerate() {
             if is_base64_byte(b) {
@@ -252,7 +274,9 @@ impl<'d> MessageScan<'d> {
             None => {}
         }
         for token in tokens {
-            if let Some((containers, payload)) = decode_nested(&token, self.detectors.limits.nested_output) {
+            if let Some((containers, payload)) =
+                decode_nested(&token, self.detectors.limits.nested_output)
+            {
                 let mut chain = self.chain.clone();
                 chain.extend(containers.into_iter().map(str::to_owned));
                 let mut child = MessageScan::at_depth(self.detectors, chain, self.depth + 1);
@@ -286,18 +310,22 @@ impl<'d> MessageScan<'d> {
     }
 
     /// Decodes `%XX` escapes into a child scan once the message shows one.
+    /// The child starts with the kept tail and the whole current chunk, so
+    /// a value whose escapes begin mid-way (a base64 run with `%2F` in it)
+    /// is decoded from its start.
     fn nested_percent(&mut self, chunk: &[u8]) {
         if self.percent.is_none() {
-            let Some(first) = first_escape(chunk) else { return };
+            if first_escape(chunk).is_none() {
+                return;
+            }
             let mut chain = self.chain.clone();
             chain.push("url".to_owned());
-            self.percent = Some(PercentChild {
+            let mut child = PercentChild {
                 scan: Box::new(MessageScan::at_depth(self.detectors, chain, self.depth + 1)),
                 pending: Vec::new(),
-            });
-            let child = self.percent.as_mut().expect("just set");
-            child.feed(&chunk[first..]);
-            return;
+            };
+            child.feed(&self.tail);
+            self.percent = Some(child);
         }
         if let Some(child) = self.percent.as_mut() {
             child.feed(chunk);
@@ -339,7 +367,9 @@ impl PercentChild<'_> {
 }
 
 fn first_escape(chunk: &[u8]) -> Option<usize> {
-    chunk.windows(3).position(|w| w[0] == b'%' && hex_value(w[1]).is_some() && hex_value(w[2]).is_some())
+    chunk
+        .windows(3)
+        .position(|w| w[0] == b'%' && hex_value(w[1]).is_some() && hex_value(w[2]).is_some())
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -353,8 +383,17 @@ fn is_base64_byte(b: u8) -> bool {
 /// Decodes a base64 run; returns the containers opened and the payload
 /// when it holds something worth scanning (gzip/zlib data or text).
 fn decode_nested(token: &[u8], limit: u64) -> Option<(Vec<&'static str>, Vec<u8>)> {
-    let trimmed = token.strip_suffix(b"==").or_else(|| token.strip_suffix(b"=")).unwrap_or(token);
-    if trimmed.contains(&b'=') {
+    let trimmed = token
+        .strip_suffix(b"==")
+        .or_else(|| token.strip_suffix(b"="))
+        .unwrap_or(token);
+    // `=` inside the run is a key/value separator (`data=H4sI...`): the
+    // payload is what follows the last one.
+    let trimmed = match trimmed.iter().rposition(|&b| b == b'=') {
+        Some(i) => &trimmed[i + 1..],
+        None => trimmed,
+    };
+    if trimmed.len() < MIN_TOKEN {
         return None;
     }
     let url_safe = trimmed.iter().any(|b| matches!(b, b'-' | b'_'));
@@ -366,7 +405,9 @@ fn decode_nested(token: &[u8], limit: u64) -> Option<(Vec<&'static str>, Vec<u8>
     let raw = engine.decode(trimmed).ok()?;
     let compressed = match raw.as_slice() {
         [0x1f, 0x8b, ..] => Some((ContentCoding::Gzip, "gzip")),
-        [0x78, flg, ..] if (0x7800u16 | *flg as u16) % 31 == 0 => Some((ContentCoding::Deflate, "zlib")),
+        [0x78, flg, ..] if (0x7800u16 | *flg as u16) % 31 == 0 => {
+            Some((ContentCoding::Deflate, "zlib"))
+        }
         _ => None,
     };
     let (mut containers, payload) = match compressed {
@@ -393,10 +434,15 @@ fn mostly_text(bytes: &[u8]) -> bool {
     if bytes.len() < 8 {
         return false;
     }
-    if std::str::from_utf8(bytes).is_ok_and(|s| !s.chars().any(|c| c.is_control() && !c.is_whitespace())) {
+    if std::str::from_utf8(bytes)
+        .is_ok_and(|s| !s.chars().any(|c| c.is_control() && !c.is_whitespace()))
+    {
         return true;
     }
-    let printable = bytes.iter().filter(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()).count();
+    let printable = bytes
+        .iter()
+        .filter(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+        .count();
     printable * 10 >= bytes.len() * 9
 }
 

@@ -289,7 +289,8 @@ const ASSET_EXTENSIONS: &[&str] = &[
 /// E-mail address, RFC-ish: local part 1–64 of `[A-Za-z0-9._%+-]` without
 /// leading, trailing or doubled dots; `@` (or URL-encoded `%40`); a domain of
 /// at least two labels (1–63 alphanumerics/dashes, no edge dashes) ending in
-/// an alphabetic TLD. Rejects asset names (`icon@2x.png`: a `2x`-style label
+/// an alphabetic TLD. Rejects local parts of 16+ hex digits (URL user-info
+/// keys), asset names (`icon@2x.png`: a `2x`-style label
 /// or a file-extension TLD) and reserved domains (`example.com`, `.test`,
 /// `.invalid`, `.localhost`, `.example`).
 pub fn email(s: &str) -> bool {
@@ -306,7 +307,11 @@ pub fn email(s: &str) -> bool {
     let Some((local, domain)) = s.split_once('@') else {
         return false;
     };
-    let local_ok = (1..=64).contains(&local.len())
+    // A long all-hex "local part" is a key in a URL's user info (Sentry
+    // DSNs: `https://<32 hex>@o1.ingest.sentry.io/2`), not a mailbox.
+    let key_like = local.len() >= 16 && local.bytes().all(|b| b.is_ascii_hexdigit());
+    let local_ok = !key_like
+        && (1..=64).contains(&local.len())
         && local
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._%+-".contains(&b))

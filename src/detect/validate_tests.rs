@@ -247,6 +247,11 @@ fn email_table() {
             ("bg@1.5x.jpg", false),
             ("button@2x.ios.json", false),
             ("lodash@4.17.21", false),
+            // Sentry DSN public key in URL user info
+            (
+                "9e107d9d372bb6826bd81d3542a419d6@o12345.ingest.sentry.io",
+                false,
+            ),
             // reserved domains used in docs and tests
             ("user@example.com", false),
             ("someone@test", false),

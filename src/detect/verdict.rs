@@ -6,7 +6,7 @@
 //! bounded: per (identifier, recipient) it keeps at most `max + 1`
 //! timestamps, and recipients not seen within the window are forgotten.
 
-use super::finding::{Party, SdkInfo, Violation};
+use super::finding::{Finding, Party, SdkInfo, Violation};
 use crate::consent::ConsentPhase;
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -27,7 +27,10 @@ impl Default for FrequencyLimit {
     /// batching; more often than every 10 s on average means the value is
     /// being collected continuously. See docs/findings.md.
     fn default() -> Self {
-        FrequencyLimit { max: 6, window: Duration::from_secs(60) }
+        FrequencyLimit {
+            max: 6,
+            window: Duration::from_secs(60),
+        }
     }
 }
 
@@ -50,9 +53,14 @@ impl std::str::FromStr for FrequencyLimit {
             _ => return Err(bad()),
         };
         if max == 0 || seconds == 0 {
-            return Err(format!("{text:?}: both the count and the window must be above zero"));
+            return Err(format!(
+                "{text:?}: both the count and the window must be above zero"
+            ));
         }
-        Ok(FrequencyLimit { max, window: Duration::from_secs(seconds) })
+        Ok(FrequencyLimit {
+            max,
+            window: Duration::from_secs(seconds),
+        })
     }
 }
 
@@ -68,8 +76,13 @@ const MAX_TRACKED: usize = 10_000;
 
 impl Verdicts {
     pub fn new(declared: Option<Vec<String>>, limit: FrequencyLimit) -> Verdicts {
-        let declared = declared.map(|names| names.iter().map(|n| n.trim().to_lowercase()).collect());
-        Verdicts { declared, limit, recent: Mutex::new(HashMap::new()) }
+        let declared =
+            declared.map(|names| names.iter().map(|n| n.trim().to_lowercase()).collect());
+        Verdicts {
+            declared,
+            limit,
+            recent: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Reads a declared-SDK list: one SDK name or vendor per line, `#`
@@ -85,35 +98,26 @@ impl Verdicts {
             .collect())
     }
 
-    /// The violations of one finding. `recipient` identifies who got it
-    /// (the SDK name, else the host); `outgoing` is false for data a server
-    /// handed back, which breaks no collection rule.
-    pub fn judge(
-        &self,
-        phase: ConsentPhase,
-        party: Party,
-        sdk: Option<&SdkInfo>,
-        identifier: &str,
-        recipient: &str,
-        outgoing: bool,
-        at: Instant,
-    ) -> Vec<Violation> {
-        if !outgoing {
+    /// The violations of `finding`. `recipient` identifies who got it (the
+    /// SDK name, else the host). Data a server handed back breaks no
+    /// collection rule.
+    pub fn judge(&self, finding: &Finding, recipient: &str, at: Instant) -> Vec<Violation> {
+        if !finding.is_outgoing() {
             return Vec::new();
         }
         let mut found = Vec::new();
-        match phase {
+        match finding.phase {
             ConsentPhase::PreConsent => found.push(Violation::PreConsent),
             ConsentPhase::Refused => found.push(Violation::AfterRefusal),
             ConsentPhase::Consented | ConsentPhase::Background => {}
         }
-        if let (Party::Third, Some(sdk)) = (party, sdk) {
+        if let (Party::Third, Some(sdk)) = (finding.party, &finding.sdk) {
             found.push(Violation::ThirdParty);
             if !self.is_declared(sdk) {
                 found.push(Violation::UndeclaredSdk);
             }
         }
-        if self.too_often(identifier, recipient, at) {
+        if self.too_often(&finding.identifier, recipient, at) {
             found.push(Violation::OverFrequency);
         }
         found
@@ -123,10 +127,14 @@ impl Verdicts {
     /// begins its name (`Umeng` declares `Umeng+ Analytics`). Without a list
     /// nothing is undeclared.
     fn is_declared(&self, sdk: &SdkInfo) -> bool {
-        let Some(declared) = &self.declared else { return true };
+        let Some(declared) = &self.declared else {
+            return true;
+        };
         let name = sdk.name.to_lowercase();
         let vendor = sdk.vendor.to_lowercase();
-        declared.iter().any(|d| *d == name || *d == vendor || name.starts_with(d.as_str()))
+        declared
+            .iter()
+            .any(|d| *d == name || *d == vendor || name.starts_with(d.as_str()))
     }
 
     fn too_often(&self, identifier: &str, recipient: &str, at: Instant) -> bool {
@@ -135,8 +143,13 @@ impl Verdicts {
         if recent.len() >= MAX_TRACKED {
             recent.retain(|_, times| times.back().is_some_and(|t| at.duration_since(*t) < window));
         }
-        let times = recent.entry((identifier.to_owned(), recipient.to_owned())).or_default();
-        while times.front().is_some_and(|t| at.duration_since(*t) >= window) {
+        let times = recent
+            .entry((identifier.to_owned(), recipient.to_owned()))
+            .or_default();
+        while times
+            .front()
+            .is_some_and(|t| at.duration_since(*t) >= window)
+        {
             times.pop_front();
         }
         times.push_back(at);
@@ -151,59 +164,163 @@ impl Verdicts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detect::Confidence;
+    use crate::detect::finding::DetectorKind;
 
     fn sdk(name: &str, vendor: &str) -> SdkInfo {
-        SdkInfo { name: name.into(), vendor: vendor.into(), category: "analytics".into() }
+        SdkInfo {
+            name: name.into(),
+            vendor: vendor.into(),
+            category: "analytics".into(),
+        }
+    }
+
+    fn finding(
+        phase: ConsentPhase,
+        party: Party,
+        sdk: Option<SdkInfo>,
+        identifier: &str,
+        place: &str,
+    ) -> Finding {
+        Finding {
+            ts: time::OffsetDateTime::now_utc(),
+            flow_id: 1,
+            phase,
+            url: "https://h/".into(),
+            host: "h".into(),
+            method: "POST".into(),
+            place: place.into(),
+            identifier: identifier.into(),
+            encoding: "plain".into(),
+            decoded_from: vec![],
+            detector: DetectorKind::Profile,
+            confidence: Confidence::High,
+            party,
+            sdk,
+            violations: vec![],
+            evidence: String::new(),
+        }
     }
 
     #[test]
     fn phase_and_party_rules() {
         let v = Verdicts::new(None, FrequencyLimit::default());
         let now = Instant::now();
-        let umeng = sdk("Umeng+ Analytics", "Alibaba (Umeng+)");
-        let got = v.judge(ConsentPhase::PreConsent, Party::Third, Some(&umeng), "imei", "Umeng", true, now);
-        assert_eq!(got, vec![Violation::PreConsent, Violation::ThirdParty]);
-        let got = v.judge(ConsentPhase::Refused, Party::First, None, "oaid", "api.app.com", true, now);
-        assert_eq!(got, vec![Violation::AfterRefusal]);
-        let got = v.judge(ConsentPhase::Consented, Party::Third, None, "oaid", "cdn.x.com", true, now);
-        assert!(got.is_empty(), "an unknown third party is not an SDK violation");
-        let got = v.judge(ConsentPhase::PreConsent, Party::Third, Some(&umeng), "imei", "Umeng", false, now);
-        assert!(got.is_empty(), "data handed back by a server breaks no collection rule");
+        let umeng = Some(sdk("Umeng+ Analytics", "Alibaba (Umeng+)"));
+        let f = finding(
+            ConsentPhase::PreConsent,
+            Party::Third,
+            umeng.clone(),
+            "imei",
+            "body",
+        );
+        assert_eq!(
+            v.judge(&f, "Umeng", now),
+            vec![Violation::PreConsent, Violation::ThirdParty]
+        );
+        let f = finding(ConsentPhase::Refused, Party::First, None, "oaid", "url");
+        assert_eq!(
+            v.judge(&f, "api.app.com", now),
+            vec![Violation::AfterRefusal]
+        );
+        let f = finding(ConsentPhase::Consented, Party::Third, None, "oaid", "url");
+        assert!(
+            v.judge(&f, "cdn.x.com", now).is_empty(),
+            "an unknown third party is not an SDK violation"
+        );
+        let f = finding(
+            ConsentPhase::PreConsent,
+            Party::Third,
+            umeng,
+            "imei",
+            "response-body",
+        );
+        assert!(
+            v.judge(&f, "Umeng", now).is_empty(),
+            "data handed back by a server breaks no collection rule"
+        );
     }
 
     #[test]
     fn declared_list_matches_name_vendor_or_prefix() {
-        let v = Verdicts::new(Some(vec!["umeng".into(), "Tencent".into()]), FrequencyLimit::default());
+        let v = Verdicts::new(
+            Some(vec!["umeng".into(), "Tencent".into()]),
+            FrequencyLimit::default(),
+        );
         let now = Instant::now();
         for declared in [sdk("Umeng+ Analytics", "Alibaba"), sdk("Bugly", "Tencent")] {
-            let got = v.judge(ConsentPhase::Consented, Party::Third, Some(&declared), "imei", "x", true, now);
-            assert_eq!(got, vec![Violation::ThirdParty], "{declared:?}");
+            let f = finding(
+                ConsentPhase::Consented,
+                Party::Third,
+                Some(declared.clone()),
+                "imei",
+                "body",
+            );
+            assert_eq!(
+                v.judge(&f, "x", now),
+                vec![Violation::ThirdParty],
+                "{declared:?}"
+            );
         }
-        let got = v.judge(ConsentPhase::Consented, Party::Third, Some(&sdk("AppsFlyer", "AppsFlyer")), "adid", "y", true, now);
-        assert_eq!(got, vec![Violation::ThirdParty, Violation::UndeclaredSdk]);
+        let f = finding(
+            ConsentPhase::Consented,
+            Party::Third,
+            Some(sdk("AppsFlyer", "AppsFlyer")),
+            "adid",
+            "body",
+        );
+        assert_eq!(
+            v.judge(&f, "y", now),
+            vec![Violation::ThirdParty, Violation::UndeclaredSdk]
+        );
     }
 
     #[test]
     fn frequency_counts_within_the_window_per_recipient() {
-        let limit = FrequencyLimit { max: 2, window: Duration::from_secs(10) };
+        let limit = FrequencyLimit {
+            max: 2,
+            window: Duration::from_secs(10),
+        };
         let v = Verdicts::new(None, limit);
         let t0 = Instant::now();
-        let over = |at: Instant, who: &str| {
-            v.judge(ConsentPhase::Consented, Party::First, None, "imei", who, true, at)
-                .contains(&Violation::OverFrequency)
-        };
+        let f = finding(ConsentPhase::Consented, Party::First, None, "imei", "body");
+        let over =
+            |at: Instant, who: &str| v.judge(&f, who, at).contains(&Violation::OverFrequency);
         assert!(!over(t0, "a"));
         assert!(!over(t0 + Duration::from_secs(1), "a"));
-        assert!(over(t0 + Duration::from_secs(2), "a"), "third send within 10 s");
-        assert!(!over(t0 + Duration::from_secs(2), "b"), "another recipient counts apart");
-        assert!(!over(t0 + Duration::from_secs(30), "a"), "the window slid past");
+        assert!(
+            over(t0 + Duration::from_secs(2), "a"),
+            "third send within 10 s"
+        );
+        assert!(
+            !over(t0 + Duration::from_secs(2), "b"),
+            "another recipient counts apart"
+        );
+        assert!(
+            !over(t0 + Duration::from_secs(30), "a"),
+            "the window slid past"
+        );
     }
 
     #[test]
     fn rates_parse_with_clear_errors() {
-        assert_eq!("6/60s".parse(), Ok(FrequencyLimit { max: 6, window: Duration::from_secs(60) }));
-        assert_eq!("10/5m".parse::<FrequencyLimit>().unwrap().window, Duration::from_secs(300));
-        assert!("6 per minute".parse::<FrequencyLimit>().unwrap_err().contains("6/60s"));
+        assert_eq!(
+            "6/60s".parse(),
+            Ok(FrequencyLimit {
+                max: 6,
+                window: Duration::from_secs(60)
+            })
+        );
+        assert_eq!(
+            "10/5m".parse::<FrequencyLimit>().unwrap().window,
+            Duration::from_secs(300)
+        );
+        assert!(
+            "6 per minute"
+                .parse::<FrequencyLimit>()
+                .unwrap_err()
+                .contains("6/60s")
+        );
         assert!("0/60s".parse::<FrequencyLimit>().is_err());
     }
 }

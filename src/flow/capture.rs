@@ -77,8 +77,8 @@ impl BodyCapture {
             }
         };
         record.content_encoding = codings.iter().map(|c| c.name()).collect();
-        let decoder = (!codings.is_empty())
-            .then(|| StreamDecoder::new(&codings, limits.decode_limit));
+        let decoder =
+            (!codings.is_empty()).then(|| StreamDecoder::new(&codings, limits.decode_limit));
         BodyCapture {
             limits,
             kept: BytesMut::new(),
@@ -183,7 +183,11 @@ mod tests {
         enc.finish().expect("gzip into a Vec")
     }
 
-    fn capture_all(encoding: Option<&str>, wire: &[u8], limits: CaptureLimits) -> (BodyRecord, Vec<u8>) {
+    fn capture_all(
+        encoding: Option<&str>,
+        wire: &[u8],
+        limits: CaptureLimits,
+    ) -> (BodyRecord, Vec<u8>) {
         let mut cap = BodyCapture::new(encoding, limits);
         let mut seen = Vec::new();
         for byte in wire.chunks(1) {
@@ -195,7 +199,10 @@ mod tests {
 
     #[test]
     fn plain_body_is_kept_up_to_the_limit_and_observed_whole() {
-        let limits = CaptureLimits { body_limit: 4, decode_limit: 100 };
+        let limits = CaptureLimits {
+            body_limit: 4,
+            decode_limit: 100,
+        };
         let (record, seen) = capture_all(None, b"abcdefgh", limits);
         assert_eq!(&record.captured[..], b"abcd");
         assert!(record.truncated);

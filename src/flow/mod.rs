@@ -276,8 +276,18 @@ impl Flow {
     }
 
     /// Records the first error only: later errors are usually consequences.
+    /// One exception: when the upstream cannot be reached, hyper drops the
+    /// unread request body *before* reporting why, so an interrupted body
+    /// gives way to the upstream failure that caused it.
     pub fn set_error(&mut self, kind: FlowErrorKind, message: impl Into<String>) {
-        if self.error.is_none() {
+        let caused_by_upstream = matches!(
+            (self.error.as_ref().map(|e| e.kind), kind),
+            (
+                Some(FlowErrorKind::BodyInterrupted),
+                FlowErrorKind::UpstreamUnreachable | FlowErrorKind::UpstreamCertificate
+            )
+        );
+        if self.error.is_none() || caused_by_upstream {
             self.error = Some(FlowError {
                 kind,
                 message: message.into(),

@@ -56,7 +56,11 @@ impl ProxyAuth {
 
 impl fmt::Debug for ProxyAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ProxyAuth {{ user: {:?}, password: (redacted) }}", self.user)
+        write!(
+            f,
+            "ProxyAuth {{ user: {:?}, password: (redacted) }}",
+            self.user
+        )
     }
 }
 
@@ -125,7 +129,13 @@ mod tests {
     fn auth_accepts_only_the_right_credentials() {
         let auth = ProxyAuth::parse("tester:s3:cret").unwrap();
         assert!(auth.accepts(Some(header("tester:s3:cret").as_bytes())));
-        assert!(auth.accepts(Some(header("tester:s3:cret").replace("Basic", "basic").as_bytes())));
+        assert!(
+            auth.accepts(Some(
+                header("tester:s3:cret")
+                    .replace("Basic", "basic")
+                    .as_bytes()
+            ))
+        );
         assert!(!auth.accepts(Some(header("tester:wrong").as_bytes())));
         assert!(!auth.accepts(Some(b"Bearer abc")));
         assert!(!auth.accepts(None));
@@ -134,7 +144,11 @@ mod tests {
 
     #[test]
     fn auth_spec_errors_say_what_to_write() {
-        assert!(ProxyAuth::parse("nocolon").unwrap_err().contains("user:pass"));
+        assert!(
+            ProxyAuth::parse("nocolon")
+                .unwrap_err()
+                .contains("user:pass")
+        );
         assert!(ProxyAuth::parse(":pw").is_err());
     }
 
@@ -144,8 +158,14 @@ mod tests {
             allow: vec!["10.0.2.0/24".parse().unwrap(), "::1/128".parse().unwrap()],
             auth: None,
         };
-        assert_eq!(policy.check("10.0.2.15".parse().unwrap(), None), Verdict::Allowed);
-        assert_eq!(policy.check("::ffff:10.0.2.15".parse().unwrap(), None), Verdict::Allowed);
+        assert_eq!(
+            policy.check("10.0.2.15".parse().unwrap(), None),
+            Verdict::Allowed
+        );
+        assert_eq!(
+            policy.check("::ffff:10.0.2.15".parse().unwrap(), None),
+            Verdict::Allowed
+        );
         assert_eq!(policy.check("::1".parse().unwrap(), None), Verdict::Allowed);
         assert_eq!(
             policy.check("127.0.0.1".parse().unwrap(), None),
@@ -159,7 +179,10 @@ mod tests {
             allow: vec![],
             auth: Some(ProxyAuth::parse("a:b").unwrap()),
         };
-        assert_eq!(policy.check("192.0.2.1".parse().unwrap(), None), Verdict::AuthRequired);
+        assert_eq!(
+            policy.check("192.0.2.1".parse().unwrap(), None),
+            Verdict::AuthRequired
+        );
         assert_eq!(
             policy.check("192.0.2.1".parse().unwrap(), Some(header("a:b").as_bytes())),
             Verdict::Allowed

@@ -53,8 +53,10 @@ impl Stream for TappedBody {
                 }
                 Some(Err(err)) => {
                     self.ended = true;
-                    self.live
-                        .fail(FlowErrorKind::BodyInterrupted, format!("{} body: {err}", side(self.direction)));
+                    self.live.fail(
+                        FlowErrorKind::BodyInterrupted,
+                        format!("{} body: {err}", side(self.direction)),
+                    );
                     return Poll::Ready(Some(Err(err)));
                 }
                 Some(Ok(frame)) => match frame.into_data() {

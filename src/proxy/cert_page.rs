@@ -43,7 +43,12 @@ pub(crate) fn is_cert_page(uri: &Uri, headers: &HeaderMap) -> bool {
 
 pub(crate) fn serve(page: &CertPage, path: &str) -> Response<Body> {
     let (status, content_type, disposition, body): (_, _, _, Body) = match path {
-        "/" | "/index.html" => (StatusCode::OK, "text/html; charset=utf-8", None, page.html.clone().into()),
+        "/" | "/index.html" => (
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            None,
+            page.html.clone().into(),
+        ),
         "/leakscope-ca.pem" => (
             StatusCode::OK,
             "application/x-pem-file",
@@ -56,7 +61,12 @@ pub(crate) fn serve(page: &CertPage, path: &str) -> Response<Body> {
             Some("attachment; filename=\"leakscope-ca.cer\""),
             page.der.clone().into(),
         ),
-        _ => (StatusCode::NOT_FOUND, "text/plain; charset=utf-8", None, "not found\n".into()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            None,
+            "not found\n".into(),
+        ),
     };
     let mut builder = Response::builder()
         .status(status)
@@ -88,5 +98,8 @@ fn page_html(fingerprint: &str, steps: &str) -> String {
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

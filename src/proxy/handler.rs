@@ -8,7 +8,7 @@
 //! so what it learns from the TLS ClientHello reaches every inner flow.
 
 use super::access::Verdict;
-use super::watch::{self, ConnectWatch, WebSocketWatch, Watched};
+use super::watch::{self, ConnectWatch, Watched, WebSocketWatch};
 use super::{Shared, body_tap, cert_page, tunnel};
 use crate::flow::{
     Direction, Flow, FlowErrorKind, FlowKind, Header, RequestRecord, ResponseRecord, TlsFacts,
@@ -19,7 +19,9 @@ use futures::{Sink, SinkExt, Stream, StreamExt};
 use hudsucker::hyper::header::{self, HeaderMap, HeaderValue};
 use hudsucker::hyper::{Method, Request, Response, StatusCode, Uri};
 use hudsucker::tokio_tungstenite::tungstenite::{self, Message};
-use hudsucker::{Body, HttpContext, HttpHandler, RequestOrResponse, WebSocketContext, WebSocketHandler};
+use hudsucker::{
+    Body, HttpContext, HttpHandler, RequestOrResponse, WebSocketContext, WebSocketHandler,
+};
 use std::sync::{Arc, Mutex};
 
 /// Per-flow HTTP handler.
@@ -34,12 +36,19 @@ pub(crate) struct FlowHandler {
 
 impl FlowHandler {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        FlowHandler { shared, connect: None, live: None }
+        FlowHandler {
+            shared,
+            connect: None,
+            live: None,
+        }
     }
 
     /// Access control for requests arriving on a client connection.
     fn refusal(&self, ctx: &HttpContext, req: &Request<Body>) -> Option<Response<Body>> {
-        let auth = req.headers().get(header::PROXY_AUTHORIZATION).map(HeaderValue::as_bytes);
+        let auth = req
+            .headers()
+            .get(header::PROXY_AUTHORIZATION)
+            .map(HeaderValue::as_bytes);
         match self.shared.access.check(ctx.client_addr.ip(), auth) {
             Verdict::Allowed => None,
             Verdict::AddressNotAllowed => {
@@ -49,10 +58,16 @@ impl FlowHandler {
                     req.method(),
                     req.uri().host().unwrap_or("")
                 );
-                Some(text_response(StatusCode::FORBIDDEN, "leakscope: this address may not use the proxy\n"))
+                Some(text_response(
+                    StatusCode::FORBIDDEN,
+                    "leakscope: this address may not use the proxy\n",
+                ))
             }
             Verdict::AuthRequired => {
-                tracing::warn!("refused {}: missing or wrong proxy credentials", ctx.client_addr);
+                tracing::warn!(
+                    "refused {}: missing or wrong proxy credentials",
+                    ctx.client_addr
+                );
                 let mut res = text_response(
                     StatusCode::PROXY_AUTHENTICATION_REQUIRED,
                     "leakscope: proxy credentials required\n",
@@ -90,19 +105,31 @@ impl FlowHandler {
             pipeline: self.shared.pipeline.clone(),
             tunnel: Mutex::new(None),
         });
-        watch::watch((ctx.client_addr, req.uri().to_string()), Watched::Connect(watch.clone()));
+        watch::watch(
+            (ctx.client_addr, req.uri().to_string()),
+            Watched::Connect(watch.clone()),
+        );
         self.connect = Some(watch);
         req.into()
     }
 
     fn tls_facts(&self) -> Option<TlsFacts> {
         let connect = self.connect.as_ref()?;
-        connect.flow.lock().unwrap_or_else(|p| p.into_inner()).tls.clone()
+        connect
+            .flow
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .tls
+            .clone()
     }
 
     fn open_flow(&mut self, ctx: &HttpContext, req: Request<Body>) -> Request<Body> {
         let websocket = is_websocket_upgrade(req.headers());
-        let kind = if websocket { FlowKind::WebSocket } else { FlowKind::Http };
+        let kind = if websocket {
+            FlowKind::WebSocket
+        } else {
+            FlowKind::Http
+        };
         let mut flow = Flow::new(kind, ctx.client_addr);
         flow.request = Some(request_record(&req));
         flow.tls = self.tls_facts();
@@ -110,7 +137,13 @@ impl FlowHandler {
         let live = self.shared.pipeline.open(flow, encoding.as_deref());
         if websocket && req.headers().contains_key(header::SEC_WEBSOCKET_KEY) {
             let key = (ctx.client_addr, req.uri().to_string());
-            watch::watch(key, Watched::WebSocket(WebSocketWatch { live: live.clone(), waiting: 2 }));
+            watch::watch(
+                key,
+                Watched::WebSocket(WebSocketWatch {
+                    live: live.clone(),
+                    waiting: 2,
+                }),
+            );
         }
         let (parts, body) = req.into_parts();
         let body = body_tap::tap(body, live.clone(), Direction::Upstream);
@@ -120,7 +153,11 @@ impl FlowHandler {
 }
 
 impl HttpHandler for FlowHandler {
-    async fn handle_request(&mut self, ctx: &HttpContext, mut req: Request<Body>) -> RequestOrResponse {
+    async fn handle_request(
+        &mut self,
+        ctx: &HttpContext,
+        mut req: Request<Body>,
+    ) -> RequestOrResponse {
         if self.connect.is_none() {
             if let Some(refused) = self.refusal(ctx, &req) {
                 return refused.into();
@@ -143,7 +180,9 @@ impl HttpHandler for FlowHandler {
     }
 
     async fn handle_response(&mut self, _ctx: &HttpContext, res: Response<Body>) -> Response<Body> {
-        let Some(live) = self.live.take() else { return res };
+        let Some(live) = self.live.take() else {
+            return res;
+        };
         let encoding = header_str(res.headers(), header::CONTENT_ENCODING);
         live.response_head(response_record(&res), encoding.as_deref());
         let (parts, body) = res.into_parts();
@@ -172,25 +211,40 @@ impl HttpHandler for FlowHandler {
         _ctx: &HttpContext,
         hello: hudsucker::rustls::server::ClientHello<'_>,
     ) -> bool {
-        let Some(connect) = &self.connect else { return true };
+        let Some(connect) = &self.connect else {
+            return true;
+        };
         let sni = hello.server_name().map(str::to_owned);
         let alpn_offered = hello
             .alpn()
-            .map(|protocols| protocols.map(|p| String::from_utf8_lossy(p).into_owned()).collect())
+            .map(|protocols| {
+                protocols
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         let passthrough = sni.as_deref().is_some_and(|sni| self.shared.ignores(sni));
-        let mode = if passthrough { TlsMode::PassedThrough } else { TlsMode::Intercepted };
-        connect.flow.lock().unwrap_or_else(|p| p.into_inner()).tls =
-            Some(TlsFacts { mode, sni, alpn_offered, alert: None });
+        let mode = if passthrough {
+            TlsMode::PassedThrough
+        } else {
+            TlsMode::Intercepted
+        };
+        connect.flow.lock().unwrap_or_else(|p| p.into_inner()).tls = Some(TlsFacts {
+            mode,
+            sni,
+            alpn_offered,
+            alert: None,
+        });
         if passthrough {
-            *connect.tunnel.lock().unwrap_or_else(|p| p.into_inner()) = Some(crate::flow::TunnelRecord {
-                host: connect.host.clone(),
-                port: connect.port,
-                reason: crate::flow::TunnelReason::IgnoredHost,
-                bytes_up: None,
-                bytes_down: None,
-                first_bytes_hex: None,
-            });
+            *connect.tunnel.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(crate::flow::TunnelRecord {
+                    host: connect.host.clone(),
+                    port: connect.port,
+                    reason: crate::flow::TunnelReason::IgnoredHost,
+                    bytes_up: None,
+                    bytes_down: None,
+                    first_bytes_hex: None,
+                });
         }
         !passthrough
     }
@@ -254,7 +308,10 @@ fn ws_payload(message: &Message) -> (&'static str, &[u8]) {
         Message::Binary(data) => ("binary", data),
         Message::Ping(data) => ("ping", data),
         Message::Pong(data) => ("pong", data),
-        Message::Close(frame) => ("close", frame.as_ref().map_or(&[][..], |f| f.reason.as_bytes())),
+        Message::Close(frame) => (
+            "close",
+            frame.as_ref().map_or(&[][..], |f| f.reason.as_bytes()),
+        ),
         Message::Frame(frame) => ("frame", frame.payload()),
     }
 }
@@ -304,7 +361,10 @@ fn host_and_port(uri: &Uri, headers: &HeaderMap) -> (String, u16) {
     }
     let host_header = header_str(headers, header::HOST).unwrap_or_default();
     match host_header.parse::<http::uri::Authority>() {
-        Ok(a) => (a.host().trim_matches(['[', ']']).to_owned(), a.port_u16().unwrap_or(default_port)),
+        Ok(a) => (
+            a.host().trim_matches(['[', ']']).to_owned(),
+            a.port_u16().unwrap_or(default_port),
+        ),
         Err(_) => (host_header, default_port),
     }
 }
@@ -327,7 +387,8 @@ fn headers(map: &HeaderMap) -> Vec<Header> {
 }
 
 fn header_str(map: &HeaderMap, name: header::HeaderName) -> Option<String> {
-    map.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    map.get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
 fn text_response(status: StatusCode, text: &str) -> Response<Body> {
@@ -346,7 +407,9 @@ fn loop_refusal() -> Response<Body> {
 }
 
 /// Names the upstream failure the way a tester needs to read it.
-fn classify_upstream_error(err: &hudsucker::hyper_util::client::legacy::Error) -> (FlowErrorKind, String) {
+fn classify_upstream_error(
+    err: &hudsucker::hyper_util::client::legacy::Error,
+) -> (FlowErrorKind, String) {
     let mut message = err.to_string();
     let mut certificate = false;
     let mut source = std::error::Error::source(err);

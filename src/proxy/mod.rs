@@ -82,7 +82,9 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub fn ignores(&self, host: &str) -> bool {
-        self.ignore_hosts.as_ref().is_some_and(|re| re.is_match(host))
+        self.ignore_hosts
+            .as_ref()
+            .is_some_and(|re| re.is_match(host))
     }
 
     /// True when `host:port` is this proxy's own listening socket: relaying
@@ -92,7 +94,11 @@ impl Shared {
             return false;
         }
         match host.parse::<IpAddr>() {
-            Ok(ip) => ip == self.listen.ip() || (ip.is_loopback() && self.listen.ip().is_loopback()) || self.listen.ip().is_unspecified(),
+            Ok(ip) => {
+                ip == self.listen.ip()
+                    || (ip.is_loopback() && self.listen.ip().is_loopback())
+                    || self.listen.ip().is_unspecified()
+            }
             Err(_) => host.eq_ignore_ascii_case("localhost"),
         }
     }
@@ -101,8 +107,13 @@ impl Shared {
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen on {addr}: {source} (is another proxy already using that port? pick another with --listen)")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(
+        "cannot listen on {addr}: {source} (is another proxy already using that port? pick another with --listen)"
+    )]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("upstream TLS setup: {0}")]
     Upstream(String),
     #[error("certificate authority: {0}")]
@@ -135,7 +146,10 @@ impl RunningProxy {
         let deadline = tokio::time::Instant::now() + grace;
         // Connections hudsucker tracks (plain HTTP) end here; CONNECT tasks
         // are its own spawns, so flows are the measure of what is left.
-        if tokio::time::timeout_at(deadline, &mut self.task).await.is_err() {
+        if tokio::time::timeout_at(deadline, &mut self.task)
+            .await
+            .is_err()
+        {
             self.task.abort();
         }
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -151,9 +165,10 @@ pub async fn start(
 ) -> Result<RunningProxy, StartError> {
     crate::logging::ensure();
     let listener = bind(config.listen)?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| StartError::Bind { addr: config.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
     let tls = upstream::client_tls(&config.upstream_ca, config.insecure_upstream)
         .map_err(StartError::Upstream)?;
     let shared = Arc::new(Shared {
@@ -169,7 +184,11 @@ pub async fn start(
     let proxy = Proxy::builder()
         .with_listener(listener)
         .with_ca(ca.leaf_issuer(config.leaf_cache)?)
-        .with_http_connector(upstream::connector(tls.clone(), config.connect_timeout, &config.resolve))
+        .with_http_connector(upstream::connector(
+            tls.clone(),
+            config.connect_timeout,
+            &config.resolve,
+        ))
         .with_http_handler(FlowHandler::new(shared))
         .with_websocket_handler(WsRecorder)
         .with_websocket_connector(upstream::websocket_connector(tls))
@@ -183,7 +202,12 @@ pub async fn start(
             tracing::error!("proxy stopped: {err}");
         }
     });
-    Ok(RunningProxy { addr, pipeline, stop: Some(stop), task })
+    Ok(RunningProxy {
+        addr,
+        pipeline,
+        stop: Some(stop),
+        task,
+    })
 }
 
 /// Binds with TCP_NODELAY on the listening socket: Linux copies it to every
@@ -191,7 +215,12 @@ pub async fn start(
 /// Nagle + delayed ACK.
 fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
     let err = |source| StartError::Bind { addr, source };
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(err)?;
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(err)?;
     socket.set_reuseaddr(true).map_err(err)?;
     socket.set_nodelay(true).map_err(err)?;
     socket.bind(addr).map_err(err)?;

@@ -27,7 +27,10 @@ pub(crate) async fn open(
     connect_timeout: Duration,
     fixed_addr: Option<std::net::SocketAddr>,
 ) -> Response<Body> {
-    let tunnel = flow.tunnel.clone().expect("tunnel flows carry their target");
+    let tunnel = flow
+        .tunnel
+        .clone()
+        .expect("tunnel flows carry their target");
     let connect = async {
         match fixed_addr {
             Some(addr) => TcpStream::connect(addr).await,
@@ -37,7 +40,13 @@ pub(crate) async fn open(
     let server = match tokio::time::timeout(connect_timeout, connect).await {
         Ok(Ok(server)) => server,
         Ok(Err(err)) => return refuse(flow, pipeline, err.to_string()),
-        Err(_) => return refuse(flow, pipeline, format!("no answer within {connect_timeout:?}")),
+        Err(_) => {
+            return refuse(
+                flow,
+                pipeline,
+                format!("no answer within {connect_timeout:?}"),
+            );
+        }
     };
     let _ = server.set_nodelay(true);
     let on_upgrade = hudsucker::hyper::upgrade::on(&mut req);
@@ -53,7 +62,10 @@ pub(crate) async fn open(
 }
 
 fn refuse(mut flow: Flow, pipeline: Pipeline, why: String) -> Response<Body> {
-    let target = flow.tunnel.as_ref().map(|t| format!("{}:{}", t.host, t.port));
+    let target = flow
+        .tunnel
+        .as_ref()
+        .map(|t| format!("{}:{}", t.host, t.port));
     let message = format!("cannot connect to {}: {why}", target.unwrap_or_default());
     flow.set_error(FlowErrorKind::UpstreamUnreachable, message.clone());
     flow.timing.end = Some(time::OffsetDateTime::now_utc());
@@ -70,9 +82,15 @@ where
 {
     let up = Arc::new(AtomicU64::new(0));
     let down = Arc::new(AtomicU64::new(0));
-    let mut client = Counted { inner: client, read: up.clone() };
+    let mut client = Counted {
+        inner: client,
+        read: up.clone(),
+    };
     let result = {
-        let mut server = Counted { inner: &mut server, read: down.clone() };
+        let mut server = Counted {
+            inner: &mut server,
+            read: down.clone(),
+        };
         tokio::io::copy_bidirectional(&mut client, &mut server).await
     };
     if let Err(err) = result {
@@ -120,7 +138,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

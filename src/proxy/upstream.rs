@@ -7,19 +7,21 @@
 
 use hudsucker::hyper_util::client::legacy::connect::HttpConnector;
 use hudsucker::hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
-use std::collections::HashMap;
-use std::future::Future;
-use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use hudsucker::rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use hudsucker::rustls::client::danger::{
+    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+};
 use hudsucker::rustls::crypto::{CryptoProvider, aws_lc_rs};
 use hudsucker::rustls::pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject};
 use hudsucker::rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use hudsucker::tokio_tungstenite::Connector;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 /// The one crypto provider used everywhere (see README: hudsucker's
@@ -48,7 +50,10 @@ pub(crate) fn client_tls(extra_roots: &[PathBuf], insecure: bool) -> Result<Clie
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("--upstream-ca {}: {e}", path.display()))?;
         if certs.is_empty() {
-            return Err(format!("--upstream-ca {}: no PEM certificate in the file", path.display()));
+            return Err(format!(
+                "--upstream-ca {}: no PEM certificate in the file",
+                path.display()
+            ));
         }
         for cert in certs {
             roots
@@ -67,7 +72,10 @@ pub(crate) fn connector(
     connect_timeout: Duration,
     resolve: &HashMap<String, SocketAddr>,
 ) -> HttpsConnector<HttpConnector<OverrideResolver>> {
-    let resolver = OverrideResolver { overrides: Arc::new(resolve.clone()), system: GaiResolver::new() };
+    let resolver = OverrideResolver {
+        overrides: Arc::new(resolve.clone()),
+        system: GaiResolver::new(),
+    };
     let mut http = HttpConnector::new_with_resolver(resolver);
     http.enforce_http(false);
     http.set_nodelay(true);

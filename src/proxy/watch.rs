@@ -14,9 +14,7 @@
 //! the task's span closes the entry is removed, so the registry holds only
 //! connections that are alive.
 
-use crate::flow::{
-    Flow, FlowErrorKind, FlowKind, TlsFacts, TlsMode, TunnelReason, TunnelRecord,
-};
+use crate::flow::{Flow, FlowErrorKind, FlowKind, TlsFacts, TlsMode, TunnelReason, TunnelRecord};
 use crate::pipeline::{LiveFlow, Pipeline};
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
@@ -84,7 +82,10 @@ pub(crate) fn take_websocket(key: &ConnKey) -> Option<LiveFlow> {
 /// Number of live registry entries for connections from `client` (tests
 /// assert that a finished connection leaves nothing behind).
 pub fn watched_connections(client: SocketAddr) -> usize {
-    registry().keys().filter(|(addr, _)| *addr == client).count()
+    registry()
+        .keys()
+        .filter(|(addr, _)| *addr == client)
+        .count()
 }
 
 /// Fields of hudsucker's `proxy` span, kept in the span's extensions.
@@ -131,7 +132,9 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let Some(scope) = ctx.event_scope(event) else { return };
+        let Some(scope) = ctx.event_scope(event) else {
+            return;
+        };
         let key = scope
             .into_iter()
             .find_map(|s| s.extensions().get::<ProxySpan>().map(|p| p.0.clone()));
@@ -195,20 +198,25 @@ fn connect_event(connect: &ConnectWatch, message: &str, detail: String) {
             bytes_down: None,
             first_bytes_hex: Some(hex_from_debug_list(bytes)),
         });
-    } else if message.starts_with("Failed to connect to") || message.starts_with("Failed to tunnel") {
+    } else if message.starts_with("Failed to connect to") || message.starts_with("Failed to tunnel")
+    {
         lock(&connect.flow).set_error(FlowErrorKind::UpstreamUnreachable, detail);
     }
 }
 
 /// A watched task ended: a tunnel becomes a flow; the entry goes.
 fn task_ended(key: &ConnKey) {
-    let Some(watched) = registry().remove(key) else { return };
+    let Some(watched) = registry().remove(key) else {
+        return;
+    };
     let Watched::Connect(connect) = watched else {
         // A WebSocket whose upstream never connected: dropping the entry
         // completes its flow (the failure was recorded from its event).
         return;
     };
-    let Some(tunnel) = lock(&connect.tunnel).take() else { return };
+    let Some(tunnel) = lock(&connect.tunnel).take() else {
+        return;
+    };
     let mut flow = lock(&connect.flow).clone();
     flow.kind = FlowKind::Tunnel;
     flow.tunnel = Some(tunnel);
@@ -277,6 +285,9 @@ mod tests {
 
     #[test]
     fn peeked_bytes_become_hex() {
-        assert_eq!(hex_from_debug_list("'[53, 53, 48, 2D]' from upgraded connection"), "5353482d");
+        assert_eq!(
+            hex_from_debug_list("'[53, 53, 48, 2D]' from upgraded connection"),
+            "5353482d"
+        );
     }
 }

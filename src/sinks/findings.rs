@@ -15,7 +15,10 @@ pub struct FindingsLog {
 impl FindingsLog {
     pub fn open(path: &Path) -> io::Result<FindingsLog> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(FindingsLog { file, line: Vec::with_capacity(1024) })
+        Ok(FindingsLog {
+            file,
+            line: Vec::with_capacity(1024),
+        })
     }
 }
 
@@ -25,7 +28,9 @@ impl Sink for FindingsLog {
     }
 
     fn handle(&mut self, event: &SessionEvent) -> io::Result<()> {
-        let SessionEvent::Finding(finding) = event else { return Ok(()) };
+        let SessionEvent::Finding(finding) = event else {
+            return Ok(());
+        };
         self.line.clear();
         serde_json::to_writer(&mut self.line, finding.as_ref())?;
         self.line.push(b'\n');

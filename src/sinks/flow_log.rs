@@ -17,7 +17,9 @@ impl FlowLog {
     /// Opens (appending, creating if needed) the flow log at `path`.
     pub fn open(path: &Path) -> io::Result<FlowLog> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(FlowLog { out: BufWriter::new(file) })
+        Ok(FlowLog {
+            out: BufWriter::new(file),
+        })
     }
 }
 

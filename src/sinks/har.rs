@@ -100,11 +100,34 @@ struct Pending {
     findings: Vec<Arc<Finding>>,
 }
 
-/// A consent phase period.
+/// A consent phase period: one HAR page.
 struct PagePeriod {
     phase: ConsentPhase,
     since: OffsetDateTime,
     id: String,
+}
+
+impl PagePeriod {
+    fn new(number: usize, change: PhaseChange) -> PagePeriod {
+        let id = format!("phase-{number}-{}", change.phase);
+        PagePeriod {
+            phase: change.phase,
+            since: change.since,
+            id,
+        }
+    }
+
+    /// The `log.pages` item; the title says when the period began (in the
+    /// offset of the phase change, UTC from the phase clock).
+    fn har_page(&self) -> serde_json::Value {
+        let (h, m, s) = self.since.to_hms();
+        serde_json::json!({
+            "startedDateTime": har_model::har_time(self.since),
+            "id": self.id,
+            "title": format!("{} (from {h:02}:{m:02}:{s:02})", self.phase),
+            "pageTimings": {"onContentLoad": -1, "onLoad": -1},
+        })
+    }
 }
 
 /// Bounded list of serialized connection records.
@@ -166,11 +189,7 @@ impl HarWriter {
             spool_len: 0,
             spool_broken: false,
             line: Vec::new(),
-            pages: vec![PagePeriod {
-                phase: first.phase,
-                since: first.since,
-                id: har_model::page_id(1, first.phase),
-            }],
+            pages: vec![PagePeriod::new(1, first)],
             pending: BTreeMap::new(),
             pending_evicted: 0,
             tunnels: Records::default(),
@@ -283,20 +302,7 @@ impl HarWriter {
                 name: "leakscope",
                 version: env!("CARGO_PKG_VERSION"),
             },
-            pages: self
-                .pages
-                .iter()
-                .enumerate()
-                .map(|(i, p)| {
-                    har_model::page(
-                        i + 1,
-                        &PhaseChange {
-                            phase: p.phase,
-                            since: p.since,
-                        },
-                    )
-                })
-                .collect(),
+            pages: self.pages.iter().map(PagePeriod::har_page).collect(),
         };
         // The header is an object missing its closing brace: `log` goes on
         // with `entries`, then `_leakscope`.
@@ -359,23 +365,18 @@ fn write_list(out: &mut impl Write, name: &str, records: &[String]) -> io::Resul
 
 /// A tunnel or refused TLS handshake, for `log._leakscope.tunnels` and
 /// `log._leakscope.tls_refused`.
+/// Every field is always present (`null` when unknown), so consumers see
+/// one shape.
 #[derive(Serialize)]
 pub struct ConnectionRecord<'a> {
     pub flow_id: FlowId,
     pub host: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sni: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub alert: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<TunnelReason>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_up: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_down: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub first_bytes_hex: Option<&'a str>,
     pub tls: Option<&'a TlsFacts>,
     pub client: String,
@@ -411,7 +412,7 @@ pub fn connection_record(flow: &Flow) -> ConnectionRecord<'_> {
 struct Header {
     version: &'static str,
     creator: Creator,
-    pages: Vec<har_model::Page>,
+    pages: Vec<serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -512,12 +513,8 @@ impl Sink for HarWriter {
                     .push(finding.clone());
             }
             SessionEvent::PhaseChanged(change) => {
-                let number = self.pages.len() + 1;
-                self.pages.push(PagePeriod {
-                    phase: change.phase,
-                    since: change.since,
-                    id: har_model::page_id(number, change.phase),
-                });
+                self.pages
+                    .push(PagePeriod::new(self.pages.len() + 1, *change));
                 self.dirty = true;
             }
             SessionEvent::FlowDone(flow) => self.flow_done(flow)?,

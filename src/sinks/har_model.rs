@@ -3,7 +3,7 @@
 //!
 //! Everything here is a function of its inputs: no I/O, no clock. The
 //! writer ([`super::har`]) decides *when* and *where*; this module decides
-//! *what* one entry or page looks like. Field names
+//! *what* one entry looks like. Field names
 //! follow the HAR 1.2 spec; leakscope's own data lives in fields starting
 //! with `_`, which HAR readers ignore.
 //!
@@ -11,7 +11,7 @@
 //! HTTP flow without a response, say) gets that part with "unknown" values
 //! (`status: 0`, sizes `-1`) and the reason in `_leakscope.error`.
 
-use crate::consent::{ConsentPhase, PhaseChange};
+use crate::consent::ConsentPhase;
 use crate::detect::finding::{Finding, FlowLabels, Party, SdkInfo};
 use crate::flow::{
     BodyRecord, Direction, Flow, FlowError, FlowId, FlowKind, Header, TlsFacts, WsMessage,
@@ -47,6 +47,10 @@ pub struct Entry<'a> {
     pub cache: Cache,
     pub timings: Timings,
     pub connection: String,
+    /// `"websocket"` for WebSocket flows: what Chrome's HAR import needs to
+    /// show the messages.
+    #[serde(rename = "_resourceType", skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<&'static str>,
     #[serde(rename = "_webSocketMessages", skip_serializing_if = "Option::is_none")]
     pub web_socket_messages: Option<Vec<WsFrame>>,
     #[serde(rename = "_leakscope")]
@@ -81,6 +85,8 @@ pub struct Response<'a> {
     pub redirect_url: &'a str,
     pub headers_size: i64,
     pub body_size: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<&'static str>,
 }
 
 /// A name/value pair (query parameter, form parameter).
@@ -229,66 +235,16 @@ impl Serialize for FindingList<'_> {
     }
 }
 
-/// One `log.pages` item: a consent phase period.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Page {
-    pub started_date_time: String,
-    pub id: String,
-    pub title: String,
-    pub page_timings: PageTimings,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PageTimings {
-    pub on_content_load: f64,
-    pub on_load: f64,
-}
-
-/// The page for the `number`th (from 1) phase period of the session.
-pub fn page(number: usize, change: &PhaseChange) -> Page {
-    let clock = change.since.time();
-    Page {
-        started_date_time: har_time(change.since),
-        id: page_id(number, change.phase),
-        title: format!(
-            "{} (from {:02}:{:02}:{:02})",
-            change.phase,
-            clock.hour(),
-            clock.minute(),
-            clock.second()
-        ),
-        page_timings: PageTimings {
-            on_content_load: -1.0,
-            on_load: -1.0,
-        },
-    }
-}
-
-/// `phase-<n>-<phase name>`: unique per period, readable on its own.
-pub fn page_id(number: usize, phase: ConsentPhase) -> String {
-    format!("phase-{number}-{phase}")
-}
-
 /// The HAR entry of an HTTP or WebSocket flow.
 pub fn entry<'a>(flow: &'a Flow, ctx: EntryContext<'a>) -> Entry<'a> {
-    let first_finding = ctx.findings.first().map(|f| f.as_ref());
     // Labels are the inspector's word on the flow; a finding carries the
     // same labels, and the page is the fallback for uninspected flows.
-    let phase = ctx
-        .labels
-        .map(|l| l.phase)
-        .or(first_finding.map(|f| f.phase))
-        .unwrap_or(ctx.page_phase);
-    let party = ctx
-        .labels
-        .map(|l| l.party)
-        .or(first_finding.map(|f| f.party));
-    let sdk = match ctx.labels {
-        Some(labels) => labels.sdk.as_ref(),
-        None => first_finding.and_then(|f| f.sdk.as_ref()),
+    let (phase, party, sdk) = match (ctx.labels, ctx.findings.first()) {
+        (Some(l), _) => (l.phase, Some(l.party), l.sdk.as_ref()),
+        (None, Some(f)) => (f.phase, Some(f.party), f.sdk.as_ref()),
+        (None, None) => (ctx.page_phase, None, None),
     };
+    let ws = flow.websocket.as_ref();
     let timings = timings(flow);
     Entry {
         pageref: ctx.pageref,
@@ -299,10 +255,8 @@ pub fn entry<'a>(flow: &'a Flow, ctx: EntryContext<'a>) -> Entry<'a> {
         cache: Cache {},
         timings,
         connection: flow.client_addr.port().to_string(),
-        web_socket_messages: flow
-            .websocket
-            .as_ref()
-            .map(|ws| ws.messages.iter().map(ws_frame).collect()),
+        resource_type: (flow.kind == FlowKind::WebSocket).then_some("websocket"),
+        web_socket_messages: ws.map(|ws| ws.messages.iter().map(ws_frame).collect()),
         leakscope: EntryExtra {
             flow_id: flow.id,
             kind: flow.kind,
@@ -313,11 +267,7 @@ pub fn entry<'a>(flow: &'a Flow, ctx: EntryContext<'a>) -> Entry<'a> {
             tls: flow.tls.as_ref(),
             error: flow.error.as_ref(),
             client: flow.client_addr.to_string(),
-            ws_messages_dropped: flow
-                .websocket
-                .as_ref()
-                .map(|ws| ws.messages_dropped)
-                .filter(|&n| n > 0),
+            ws_messages_dropped: ws.map(|ws| ws.messages_dropped).filter(|&n| n > 0),
         },
     }
 }
@@ -368,19 +318,34 @@ fn post_data<'a>(body: &BodyRecord, mime: &'a str) -> PostData<'a> {
 
 fn response(flow: &Flow) -> Response<'_> {
     let Some(resp) = flow.response.as_ref() else {
-        // No answer from upstream: the spec still requires a response
-        // object; status 0 is what browsers export for the same case.
         let content = Content {
             size: -1,
             mime_type: "x-unknown",
             ..Content::default()
         };
-        return Response {
+        let unknown = Response {
             content,
             headers_size: -1,
             body_size: -1,
             ..Response::default()
         };
+        if flow
+            .websocket
+            .as_ref()
+            .is_some_and(|ws| !ws.messages.is_empty())
+        {
+            // Messages were relayed, so the upgrade was accepted: 101 is a
+            // fact even though its head was not recorded.
+            return Response {
+                status: 101,
+                status_text: status_text(101),
+                comment: Some("response head not recorded; status implied by the relayed messages"),
+                ..unknown
+            };
+        }
+        // No answer from upstream: the spec still requires a response
+        // object; status 0 is what browsers export for the same case.
+        return unknown;
     };
     let cookies = resp
         .headers
@@ -401,6 +366,7 @@ fn response(flow: &Flow) -> Response<'_> {
         redirect_url: header(&resp.headers, "location").unwrap_or(""),
         headers_size: -1,
         body_size: clamp_i64(resp.body.wire_size),
+        comment: None,
     }
 }
 

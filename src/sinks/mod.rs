@@ -1,7 +1,7 @@
 //! Sinks: where session events end up.
 
-pub mod terminal;
-pub mod flow_log;
 pub mod findings;
+pub mod flow_log;
 pub mod har;
 pub mod har_model;
+pub mod terminal;

@@ -28,14 +28,22 @@ pub struct TerminalLog {
 impl TerminalLog {
     /// `width` is the terminal width in columns (lines never exceed it).
     pub fn new(out: Box<dyn Write + Send>, color: bool, width: usize) -> TerminalLog {
-        TerminalLog { out, color, width: width.max(40), pending: HashMap::new() }
+        TerminalLog {
+            out,
+            color,
+            width: width.max(40),
+            pending: HashMap::new(),
+        }
     }
 
     /// The log on stdout: colour when stdout is a terminal, width from
     /// `COLUMNS` (80 when unset).
     pub fn stdout() -> TerminalLog {
         use std::io::IsTerminal;
-        let width = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).unwrap_or(80);
+        let width = std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(80);
         TerminalLog::new(Box::new(io::stdout()), io::stdout().is_terminal(), width)
     }
 }
@@ -53,7 +61,11 @@ impl Sink for TerminalLog {
                 self.write_line(&line, color)?;
                 let findings = self.pending.remove(&flow.id).unwrap_or_default();
                 for finding in findings.iter().take(FINDINGS_SHOWN) {
-                    let color = if finding.violations.is_empty() { "33" } else { "1;31" };
+                    let color = if finding.violations.is_empty() {
+                        "33"
+                    } else {
+                        "1;31"
+                    };
                     let line = finding_line(finding, self.width);
                     self.write_line(&line, self.color.then_some(color))?;
                 }
@@ -67,7 +79,10 @@ impl Sink for TerminalLog {
                 Ok(())
             }
             SessionEvent::Finding(finding) => {
-                self.pending.entry(finding.flow_id).or_default().push(finding.clone());
+                self.pending
+                    .entry(finding.flow_id)
+                    .or_default()
+                    .push(finding.clone());
                 Ok(())
             }
             SessionEvent::PhaseChanged(change) => {
@@ -143,9 +158,17 @@ fn line_color(flow: &Flow) -> Option<&'static str> {
 /// One log line, at most `width` characters.
 pub fn flow_line(flow: &Flow, width: usize) -> String {
     let time = flow.timing.start.to_offset(local_offset());
-    let clock = format!("{:02}:{:02}:{:02}", time.hour(), time.minute(), time.second());
+    let clock = format!(
+        "{:02}:{:02}:{:02}",
+        time.hour(),
+        time.minute(),
+        time.second()
+    );
     let (method, status, size, target) = columns(flow);
-    let duration = flow.timing.duration_ms().map_or_else(|| "-".into(), human_ms);
+    let duration = flow
+        .timing
+        .duration_ms()
+        .map_or_else(|| "-".into(), human_ms);
     let head = format!("{clock} {method:<7} {status:>3} {size:>7} {duration:>6} ");
     let room = width.saturating_sub(head.chars().count());
     format!("{head}{}", ellipsize(&target, room))
@@ -156,7 +179,9 @@ fn columns(flow: &Flow) -> (String, String, String, String) {
     match flow.kind {
         FlowKind::TlsRefused => {
             let tls = flow.tls.as_ref();
-            let alert = tls.and_then(|t| t.alert.as_deref()).unwrap_or("handshake failed");
+            let alert = tls
+                .and_then(|t| t.alert.as_deref())
+                .unwrap_or("handshake failed");
             let target = format!("{} TLS refused: {alert}", flow.host());
             ("TLS".into(), "---".into(), "-".into(), target)
         }
@@ -164,13 +189,21 @@ fn columns(flow: &Flow) -> (String, String, String, String) {
             let tunnel = flow.tunnel.as_ref();
             let bytes = tunnel.and_then(|t| Some(t.bytes_up? + t.bytes_down?));
             let port = tunnel.map_or(0, |t| t.port);
-            let passthrough = flow.tls.as_ref().is_some_and(|t| t.mode == TlsMode::PassedThrough);
+            let passthrough = flow
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.mode == TlsMode::PassedThrough);
             let what = if passthrough { "passthrough" } else { "tunnel" };
             let mut target = format!("{}:{port} ({what})", flow.host());
             if let Some(error) = error {
                 target.push_str(&format!(" {error}"));
             }
-            ("CONNECT".into(), "---".into(), bytes.map_or_else(|| "?".into(), human_bytes), target)
+            (
+                "CONNECT".into(),
+                "---".into(),
+                bytes.map_or_else(|| "?".into(), human_bytes),
+                target,
+            )
         }
         FlowKind::Http | FlowKind::WebSocket => http_columns(flow, error),
     }
@@ -255,7 +288,10 @@ mod tests {
             status,
             http_version: "HTTP/2.0".into(),
             headers: vec![],
-            body: BodyRecord { wire_size: size, ..Default::default() },
+            body: BodyRecord {
+                wire_size: size,
+                ..Default::default()
+            },
         });
         flow.timing.end = Some(flow.timing.start + time::Duration::milliseconds(42));
         flow

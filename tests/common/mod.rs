@@ -7,6 +7,10 @@
 pub mod origin;
 
 use leakscope::ca::CertAuthority;
+use leakscope::consent::PhaseClock;
+use leakscope::control::PhaseSwitch;
+use leakscope::detect::finding::Finding;
+use leakscope::detect::inspector::PrivacySettings;
 use leakscope::flow::Flow;
 use leakscope::flow::capture::CaptureLimits;
 use leakscope::pipeline::{Inspector, Pipeline};
@@ -22,16 +26,21 @@ use tokio::sync::mpsc;
 /// bounds a failure, it never paces a passing test.
 pub const FLOW_WAIT: Duration = Duration::from_secs(20);
 
-/// Forwards every completed flow to the test.
-struct ChannelSink(mpsc::UnboundedSender<Arc<Flow>>);
+/// Forwards every completed flow and every finding to the test.
+struct ChannelSink {
+    flows: mpsc::UnboundedSender<Arc<Flow>>,
+    findings: mpsc::UnboundedSender<Arc<Finding>>,
+}
 
 impl Sink for ChannelSink {
     fn name(&self) -> &'static str {
         "test-channel"
     }
     fn handle(&mut self, event: &SessionEvent) -> std::io::Result<()> {
-        if let SessionEvent::FlowDone(flow) = event {
-            let _ = self.0.send(flow.clone());
+        match event {
+            SessionEvent::FlowDone(flow) => drop(self.flows.send(flow.clone())),
+            SessionEvent::Finding(finding) => drop(self.findings.send(finding.clone())),
+            _ => {}
         }
         Ok(())
     }
@@ -40,24 +49,26 @@ impl Sink for ChannelSink {
 pub struct Harness {
     pub origin: Origin,
     pub ca: CertAuthority,
+    /// Switches the session's consent phase (as the control API does).
+    pub phases: PhaseSwitch,
     proxy: Option<RunningProxy>,
     hub: Option<SinkHub>,
     flows: mpsc::UnboundedReceiver<Arc<Flow>>,
+    findings: mpsc::UnboundedReceiver<Arc<Finding>>,
+    /// Findings received but not yet asked for.
+    unclaimed: Vec<Arc<Finding>>,
     _certs: tempfile::TempDir,
 }
 
+#[derive(Default)]
 pub struct Options {
     pub limits: CaptureLimits,
     pub inspectors: Vec<Arc<dyn Inspector>>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            limits: CaptureLimits::default(),
-            inspectors: Vec::new(),
-        }
-    }
+    /// When set, the privacy inspector runs with these settings.
+    pub privacy: Option<PrivacySettings>,
+    /// Host names the proxy resolves to the origin's plain-HTTP listener
+    /// (`--resolve`), so tests can use real SDK host names on loopback.
+    pub hosts_at_origin: Vec<String>,
 }
 
 impl Harness {
@@ -73,19 +84,37 @@ impl Harness {
         let ca = CertAuthority::init(certs.path(), false).expect("creating a CA");
         let mut config = ProxyConfig::new("127.0.0.1:0".parse().unwrap());
         config.upstream_ca = vec![origin.ca_pem_path.clone()];
+        for host in &options.hosts_at_origin {
+            config.resolve.insert(host.clone(), origin.http_addr);
+        }
         configure(&mut config);
-        let (tx, flows) = mpsc::unbounded_channel();
-        let hub = SinkHub::start(vec![Box::new(ChannelSink(tx))]);
-        let pipeline = Pipeline::new(options.inspectors, options.limits, hub.sender());
+        let (flows_tx, flows) = mpsc::unbounded_channel();
+        let (findings_tx, findings) = mpsc::unbounded_channel();
+        let sink = ChannelSink {
+            flows: flows_tx,
+            findings: findings_tx,
+        };
+        let hub = SinkHub::start(vec![Box::new(sink)]);
+        let clock = PhaseClock::new();
+        let mut inspectors = options.inspectors;
+        if let Some(privacy) = options.privacy {
+            let compiled = privacy.compile().expect("detector settings");
+            inspectors.push(Arc::new(compiled.inspector(clock.clone(), hub.sender())));
+        }
+        let phases = PhaseSwitch::new(clock, hub.sender());
+        let pipeline = Pipeline::new(inspectors, options.limits, hub.sender());
         let proxy = proxy::start(&config, &ca, pipeline)
             .await
             .expect("starting the proxy");
         Harness {
             origin,
             ca,
+            phases,
             proxy: Some(proxy),
             hub: Some(hub),
             flows,
+            findings,
+            unclaimed: Vec::new(),
             _certs: certs,
         }
     }
@@ -105,6 +134,19 @@ impl Harness {
             .await
             .expect("a flow record within the wait limit")
             .expect("flow channel open")
+    }
+
+    /// Findings of the flow with `flow_id`, in the order they were made.
+    /// Call it after that flow's record arrived: findings always precede it.
+    pub fn findings_of(&mut self, flow_id: u64) -> Vec<Arc<Finding>> {
+        while let Ok(finding) = self.findings.try_recv() {
+            self.unclaimed.push(finding);
+        }
+        let (mine, others) = std::mem::take(&mut self.unclaimed)
+            .into_iter()
+            .partition(|f| f.flow_id == flow_id);
+        self.unclaimed = others;
+        mine
     }
 
     /// Waits for the first flow satisfying `pred`, skipping others.
