@@ -11,6 +11,7 @@ use crate::proxy::{self, AccessPolicy, ProxyAuth, ProxyConfig};
 use crate::session::{Sink, SinkHub};
 use crate::sinks::findings::FindingsLog;
 use crate::sinks::har::{HarOptions, HarWriter};
+use crate::sinks::session_info::{SessionInfo, SessionInfoLog};
 use crate::sinks::{flow_log::FlowLog, terminal::TerminalLog};
 use anyhow::{Context, bail};
 use std::net::SocketAddr;
@@ -66,7 +67,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating the output directory {}", out.display()))?;
     let phases = PhaseClock::new();
     let findings_path = out.join("findings.jsonl");
-    let hub = SinkHub::start(session_sinks(&out, phases.current())?);
+    let device = args.privacy.settings().device()?;
+    let hub = SinkHub::start(session_sinks(&out, phases.current(), device)?);
     let inspector = privacy.inspector(phases.clone(), hub.sender());
     let pipeline = Pipeline::new(vec![Arc::new(inspector)], limits, hub.sender());
     let switch = PhaseSwitch::new(phases, hub.sender());
@@ -147,8 +149,23 @@ fn default_out_dir() -> PathBuf {
 fn session_sinks(
     out: &std::path::Path,
     first_phase: PhaseChange,
+    device: (Option<String>, Option<String>),
 ) -> anyhow::Result<Vec<Box<dyn Sink>>> {
     let open = |name: &str| out.join(name);
+    let info = SessionInfo {
+        leakscope_version: env!("CARGO_PKG_VERSION").to_owned(),
+        mode: "run".to_owned(),
+        started: first_phase.since,
+        ended: None,
+        device_model: device.0,
+        app: device.1,
+        source: None,
+        phases: vec![first_phase.into()],
+        flows: 0,
+        findings: 0,
+    };
+    let info = SessionInfoLog::new(out, info)
+        .with_context(|| format!("writing {}", open("session.json").display()))?;
     let flows = FlowLog::open(&open("flows.jsonl"))
         .with_context(|| format!("opening {}", open("flows.jsonl").display()))?;
     let findings = FindingsLog::open(&open("findings.jsonl"))
@@ -160,6 +177,7 @@ fn session_sinks(
         Box::new(flows),
         Box::new(findings),
         Box::new(har),
+        Box::new(info),
     ])
 }
 

@@ -79,6 +79,13 @@ impl CompiledPrivacy {
 }
 
 impl PrivacySettings {
+    /// The device model and app package named in the profile, if any.
+    pub fn device(&self) -> Result<(Option<String>, Option<String>), SetupError> {
+        let Some(path) = &self.profile else { return Ok((None, None)) };
+        let profile = DeviceProfile::load(path)?;
+        Ok((profile.model().map(str::to_owned), profile.app().map(str::to_owned)))
+    }
+
     /// Loads the profile, rules, catalogue and declared list, and compiles
     /// the detectors. Every error names the file at fault.
     pub fn compile(&self) -> Result<CompiledPrivacy, SetupError> {

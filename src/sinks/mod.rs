@@ -5,3 +5,4 @@ pub mod flow_log;
 pub mod har;
 pub mod har_model;
 pub mod terminal;
+pub mod session_info;
