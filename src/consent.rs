@@ -103,14 +103,17 @@ impl PhaseClock {
     /// Switches to `phase`. Returns the change, or `None` when the session
     /// was already in that phase (nothing to announce).
     pub fn switch(&self, phase: ConsentPhase) -> Option<PhaseChange> {
+        self.switch_at(phase, OffsetDateTime::now_utc())
+    }
+
+    /// Switches to `phase` as of `since`: offline scans replay the phase
+    /// timeline of a capture made earlier.
+    pub fn switch_at(&self, phase: ConsentPhase, since: OffsetDateTime) -> Option<PhaseChange> {
         let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
         if current.phase == phase {
             return None;
         }
-        *current = PhaseChange {
-            phase,
-            since: OffsetDateTime::now_utc(),
-        };
+        *current = PhaseChange { phase, since };
         Some(*current)
     }
 }

@@ -47,7 +47,13 @@ impl PhaseSwitch {
 
     /// Switches to `phase`; announces it when it is a change.
     pub fn switch(&self, phase: ConsentPhase) -> PhaseChange {
-        if let Some(change) = self.clock.switch(phase) {
+        self.switch_at(phase, time::OffsetDateTime::now_utc())
+    }
+
+    /// Switches to `phase` as of `since` (offline scans); announces it when
+    /// it is a change.
+    pub fn switch_at(&self, phase: ConsentPhase, since: time::OffsetDateTime) -> PhaseChange {
+        if let Some(change) = self.clock.switch_at(phase, since) {
             self.tx.send(SessionEvent::PhaseChanged(change));
         }
         self.clock.current()
