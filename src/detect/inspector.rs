@@ -81,9 +81,14 @@ impl CompiledPrivacy {
 impl PrivacySettings {
     /// The device model and app package named in the profile, if any.
     pub fn device(&self) -> Result<(Option<String>, Option<String>), SetupError> {
-        let Some(path) = &self.profile else { return Ok((None, None)) };
+        let Some(path) = &self.profile else {
+            return Ok((None, None));
+        };
         let profile = DeviceProfile::load(path)?;
-        Ok((profile.model().map(str::to_owned), profile.app().map(str::to_owned)))
+        Ok((
+            profile.model().map(str::to_owned),
+            profile.app().map(str::to_owned),
+        ))
     }
 
     /// Loads the profile, rules, catalogue and declared list, and compiles
@@ -189,6 +194,7 @@ impl Inspector for PrivacyInspector {
             request: None,
             response: None,
             reported: HashSet::new(),
+            media: [is_media(&request.headers), false],
         };
         let labels = FlowLabels {
             flow_id: flow.id,
@@ -225,6 +231,9 @@ struct PrivacyTap {
     response: Option<MessageScan<'static>>,
     /// (identifier, where) pairs already reported for this flow.
     reported: HashSet<(String, String)>,
+    /// Per direction: the body is an image, audio, video or font, whose
+    /// bytes are not text an identifier could be written in.
+    media: [bool; 2],
 }
 
 /// Headers that carry protocol mechanics, never personal data worth a scan.
@@ -329,6 +338,9 @@ impl PrivacyTap {
 impl FlowTap for PrivacyTap {
     fn body(&mut self, direction: Direction, decoded: &[u8]) {
         let detectors = self.shared.detectors;
+        if self.media[direction as usize] {
+            return;
+        }
         if self.scan_for(direction).is_none() {
             let mut chain = match direction {
                 Direction::Upstream => self.request_chain.clone(),
@@ -355,6 +367,7 @@ impl FlowTap for PrivacyTap {
     fn response_head(&mut self, flow: &Flow) {
         if let Some(response) = &flow.response {
             self.response_chain = body_chain(&response.headers);
+            self.media[Direction::Downstream as usize] = is_media(&response.headers);
         }
     }
 
@@ -397,6 +410,20 @@ fn body_chain(headers: &[Header]) -> Vec<String> {
         chain.push(kind.to_owned());
     }
     chain
+}
+
+/// Media bodies are relayed and recorded but not scanned: scanning
+/// megabytes of compressed pixels costs CPU and finds only noise.
+fn is_media(headers: &[Header]) -> bool {
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-type"))
+        .is_some_and(|h| {
+            let t = h.value.trim_start().to_ascii_lowercase();
+            ["image/", "video/", "audio/", "font/"]
+                .iter()
+                .any(|m| t.starts_with(m))
+        })
 }
 
 fn container_of_type(content_type: &str) -> Option<&'static str> {

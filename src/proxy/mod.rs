@@ -226,3 +226,23 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
     socket.bind(addr).map_err(err)?;
     socket.listen(1024).map_err(err)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The proxy relies on accepted sockets inheriting TCP_NODELAY from the
+    /// listening socket (hudsucker accepts them; we never see them).
+    #[tokio::test]
+    async fn accepted_sockets_inherit_nodelay() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).expect("bind on loopback");
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(
+            accepted.nodelay().unwrap(),
+            "accepted socket lacks TCP_NODELAY"
+        );
+        drop(client);
+    }
+}

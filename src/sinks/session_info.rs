@@ -46,7 +46,10 @@ pub struct PhaseRecord {
 
 impl From<PhaseChange> for PhaseRecord {
     fn from(change: PhaseChange) -> Self {
-        PhaseRecord { phase: change.phase.name().to_owned(), since: change.since }
+        PhaseRecord {
+            phase: change.phase.name().to_owned(),
+            since: change.since,
+        }
     }
 }
 
@@ -54,7 +57,8 @@ impl SessionInfo {
     /// Reads `session.json` from an output directory.
     pub fn read(dir: &Path) -> Result<SessionInfo, String> {
         let path = dir.join("session.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 }
@@ -68,7 +72,11 @@ pub struct SessionInfoLog {
 
 impl SessionInfoLog {
     pub fn new(dir: &Path, info: SessionInfo) -> io::Result<SessionInfoLog> {
-        let mut log = SessionInfoLog { path: dir.join("session.json"), info, dirty: true };
+        let mut log = SessionInfoLog {
+            path: dir.join("session.json"),
+            info,
+            dirty: true,
+        };
         log.write()?;
         Ok(log)
     }
@@ -125,7 +133,10 @@ mod tests {
     #[test]
     fn counts_phases_and_end_reach_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let start = PhaseChange { phase: ConsentPhase::PreConsent, since: OffsetDateTime::now_utc() };
+        let start = PhaseChange {
+            phase: ConsentPhase::PreConsent,
+            since: OffsetDateTime::now_utc(),
+        };
         let info = SessionInfo {
             leakscope_version: "test".into(),
             mode: "run".into(),
@@ -142,7 +153,10 @@ mod tests {
         assert!(SessionInfo::read(dir.path()).unwrap().ended.is_none());
         let flow = Arc::new(Flow::new(FlowKind::Http, "127.0.0.1:1".parse().unwrap()));
         log.handle(&SessionEvent::FlowDone(flow)).unwrap();
-        let consented = PhaseChange { phase: ConsentPhase::Consented, since: OffsetDateTime::now_utc() };
+        let consented = PhaseChange {
+            phase: ConsentPhase::Consented,
+            since: OffsetDateTime::now_utc(),
+        };
         log.handle(&SessionEvent::PhaseChanged(consented)).unwrap();
         log.flush().unwrap();
         let read = SessionInfo::read(dir.path()).unwrap();
