@@ -234,12 +234,7 @@ async fn clients_outside_allow_get_403_and_nothing_is_relayed() {
         Options::default(),
     )
     .await;
-    let res = h
-        .client()
-        .get(h.origin.http_url("/hello"))
-        .send()
-        .await
-        .unwrap();
+    let res = h.get(&h.origin.http_url("/hello")).await;
     assert_eq!(res.status(), 403);
     let (status, _) = connect_status(
         h.proxy_addr(),
@@ -248,12 +243,7 @@ async fn clients_outside_allow_get_403_and_nothing_is_relayed() {
     )
     .await;
     assert!(status.contains(" 403"), "{status}");
-    let res = h
-        .client()
-        .get("http://leakscope.cert/")
-        .send()
-        .await
-        .unwrap();
+    let res = h.get("http://leakscope.cert/").await;
     assert_eq!(
         res.status(),
         403,
@@ -274,12 +264,7 @@ async fn auth_is_required_and_never_forwarded() {
         Options::default(),
     )
     .await;
-    let res = h
-        .client()
-        .get(h.origin.http_url("/hello"))
-        .send()
-        .await
-        .unwrap();
+    let res = h.get(&h.origin.http_url("/hello")).await;
     assert_eq!(res.status(), 407);
     assert!(
         res.headers()["proxy-authenticate"]

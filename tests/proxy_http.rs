@@ -9,12 +9,7 @@ use leakscope::flow::{FlowErrorKind, FlowKind, TlsMode};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_get_is_relayed_and_recorded() {
     let mut h = Harness::start().await;
-    let res = h
-        .client()
-        .get(h.origin.http_url("/hello"))
-        .send()
-        .await
-        .unwrap();
+    let res = h.get(&h.origin.http_url("/hello")).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.text().await.unwrap(), "hello from origin");
 
@@ -64,12 +59,7 @@ async fn post_body_is_streamed_and_captured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_is_intercepted_with_http2_on_both_sides() {
     let mut h = Harness::start().await;
-    let res = h
-        .client()
-        .get(h.origin.https_url("/hello"))
-        .send()
-        .await
-        .unwrap();
+    let res = h.get(&h.origin.https_url("/hello")).await;
     assert_eq!(
         res.version(),
         reqwest::Version::HTTP_2,
@@ -141,12 +131,7 @@ async fn ip_address_hosts_get_a_certificate_clients_accept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gzip_response_is_decoded_in_the_record_but_relayed_untouched() {
     let mut h = Harness::start().await;
-    let res = h
-        .client()
-        .get(h.origin.https_url("/gzip"))
-        .send()
-        .await
-        .unwrap();
+    let res = h.get(&h.origin.https_url("/gzip")).await;
     assert_eq!(res.headers()["content-encoding"], "gzip");
     let wire = res.bytes().await.unwrap();
     assert_eq!(&wire[..2], b"\x1f\x8b", "client still receives gzip bytes");
@@ -161,12 +146,7 @@ async fn gzip_response_is_decoded_in_the_record_but_relayed_untouched() {
 async fn upstream_down_gives_502_and_a_recorded_error() {
     let mut h = Harness::start().await;
     let dead = common::origin::dead_addr();
-    let res = h
-        .client()
-        .get(format!("http://{dead}/x"))
-        .send()
-        .await
-        .unwrap();
+    let res = h.get(&format!("http://{dead}/x")).await;
     assert_eq!(res.status(), 502);
     assert!(res.text().await.unwrap().contains("leakscope"));
     let flow = h.next_flow().await;
@@ -176,12 +156,7 @@ async fn upstream_down_gives_502_and_a_recorded_error() {
     );
     assert_eq!(flow.response.as_ref().unwrap().status, 502);
 
-    let res = h
-        .client()
-        .get(format!("https://localhost:{}/x", dead.port()))
-        .send()
-        .await
-        .unwrap();
+    let res = h.get(&format!("https://localhost:{}/x", dead.port())).await;
     assert_eq!(
         res.status(),
         502,
@@ -198,12 +173,7 @@ async fn upstream_down_gives_502_and_a_recorded_error() {
 async fn upstream_certificates_are_verified_by_default() {
     // No --upstream-ca: the origin's test CA is unknown, as on the internet.
     let mut h = Harness::start_with(|c| c.upstream_ca.clear(), Options::default()).await;
-    let res = h
-        .client()
-        .get(h.origin.https_url("/hello"))
-        .send()
-        .await
-        .unwrap();
+    let res = h.get(&h.origin.https_url("/hello")).await;
     assert_eq!(res.status(), 502);
     let flow = h.next_flow().await;
     let error = flow
@@ -224,12 +194,7 @@ async fn insecure_upstream_skips_verification_when_asked() {
         Options::default(),
     )
     .await;
-    let res = h
-        .client()
-        .get(h.origin.https_url("/hello"))
-        .send()
-        .await
-        .unwrap();
+    let res = h.get(&h.origin.https_url("/hello")).await;
     assert_eq!(res.status(), 200);
     assert!(h.next_flow().await.error.is_none());
 }
@@ -237,19 +202,10 @@ async fn insecure_upstream_skips_verification_when_asked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_to_the_proxy_itself_are_refused_not_looped() {
     let mut h = Harness::start().await;
-    let res = h
-        .client()
-        .get(format!("http://{}/", h.proxy_addr()))
-        .send()
-        .await
-        .unwrap();
+    let res = h.get(&format!("http://{}/", h.proxy_addr())).await;
     assert_eq!(res.status(), 508);
     // No flow: nothing left the proxy. The next flow is the one we make now.
-    h.client()
-        .get(h.origin.http_url("/hello"))
-        .send()
-        .await
-        .unwrap();
+    h.get(&h.origin.http_url("/hello")).await;
     assert!(
         h.next_flow()
             .await

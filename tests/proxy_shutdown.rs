@@ -14,11 +14,8 @@ const TWENTY_MIB: u64 = 20 * 1024 * 1024;
 async fn flows_in_flight_finish_during_the_grace_period() {
     let mut h = Harness::start().await;
     let res = h
-        .client()
-        .get(h.origin.https_url(&format!("/bytes/{TWENTY_MIB}")))
-        .send()
-        .await
-        .unwrap();
+        .get(&h.origin.https_url(&format!("/bytes/{TWENTY_MIB}")))
+        .await;
     let mut stream = res.bytes_stream();
     let first = stream.next().await.unwrap().unwrap().len() as u64;
     // The download is now in flight; keep reading while the proxy stops.
@@ -54,11 +51,8 @@ async fn flows_in_flight_finish_during_the_grace_period() {
 async fn a_stuck_flow_outlives_the_grace_period_and_is_recorded_as_aborted() {
     let mut h = Harness::start().await;
     let res = h
-        .client()
-        .get(h.origin.https_url(&format!("/bytes/{TWENTY_MIB}")))
-        .send()
-        .await
-        .unwrap();
+        .get(&h.origin.https_url(&format!("/bytes/{TWENTY_MIB}")))
+        .await;
     let mut stream = res.bytes_stream();
     stream.next().await.unwrap().unwrap();
     // The client stops reading: the flow cannot finish.

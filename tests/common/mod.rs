@@ -128,6 +128,15 @@ impl Harness {
         origin::proxied_client(self.proxy_addr(), &[self.ca.cert_pem()])
     }
 
+    /// GET `url` through the proxy with [`Harness::client`].
+    pub async fn get(&self, url: &str) -> reqwest::Response {
+        self.client()
+            .get(url)
+            .send()
+            .await
+            .expect("GET through the proxy")
+    }
+
     /// The next completed flow; fails the test after [`FLOW_WAIT`].
     pub async fn next_flow(&mut self) -> Arc<Flow> {
         tokio::time::timeout(FLOW_WAIT, self.flows.recv())
