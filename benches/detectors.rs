@@ -117,6 +117,7 @@ fn analytics_batch(rng: &mut Rng) -> String {
         if i > 0 {
             out.push(',');
         }
+        let title_words = 3 + rng.below(5);
         let ev = format!(
             "{{\"event\":\"{}\",\"ts\":17{},\"seq\":{},\"request_id\":\"{}\",\
              \"order_no\":\"2023{}\",\"trace_id\":\"{}\",\"md5\":\"{}\",\"sha1\":\"{}\",\
@@ -137,7 +138,7 @@ fn analytics_batch(rng: &mut Rng) -> String {
             rng.digits(2, 0),
             rng.word(4, 6),
             rng.digits(6, 0),
-            rng.sentence(3 + rng.below(5)),
+            rng.sentence(title_words),
             rng.digits(1, 3),
             rng.digits(1, 3),
             rng.digits(4, 4)

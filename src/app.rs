@@ -2,6 +2,7 @@
 
 use crate::ca::{CertAuthority, install_steps};
 use crate::cli::{CaCommand, Cli, Command, RunArgs};
+use crate::detect::inspector::PrivacySettings;
 use crate::consent::{PhaseChange, PhaseClock};
 use crate::control::PhaseSwitch;
 use crate::flow::capture::CaptureLimits;
@@ -15,7 +16,7 @@ use crate::sinks::session_info::{SessionInfo, SessionInfoLog};
 use crate::sinks::{flow_log::FlowLog, terminal::TerminalLog};
 use anyhow::{Context, bail};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
     crate::logging::init(cli.verbose);
     match cli.command {
         Command::Run(args) => run(*args),
+        Command::Scan(args) => crate::scan::run(*args),
+        Command::Android(command) => crate::android::execute(command),
         Command::Ca(CaCommand::Init { certs, force }) => {
             let ca = CertAuthority::init(&certs.dir, force)?;
             println!("Created a new CA in {}", certs.dir.display());
@@ -39,6 +42,11 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
             println!("{answer}");
             Ok(())
         }
+        Command::Report { dir } => {
+            let (_, text) = crate::report::write_report(&dir)?;
+            println!("{text}");
+            Ok(())
+        }
     }
 }
 
@@ -47,13 +55,15 @@ fn print_ca(ca: &CertAuthority) {
 }
 
 /// `leakscope run`.
-fn run(args: RunArgs) -> anyhow::Result<()> {
+fn run(mut args: RunArgs) -> anyhow::Result<()> {
     let config = proxy_config(&args)?;
     let limits = CaptureLimits {
         body_limit: usize::try_from(args.body_limit).context("--body-limit is too large")?,
         decode_limit: args.decode_limit,
     };
     let grace = seconds("--grace", args.grace)?;
+    // --android: CA, proxy and device.toml (sets args.out and --profile).
+    let android = crate::android::prepare_run(&mut args, default_out_dir)?;
     let (ca, created) = CertAuthority::load_or_init(&args.certs.dir)?;
     if created {
         println!(
@@ -61,17 +71,23 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             args.certs.dir.display()
         );
     }
-    let privacy = args.privacy.settings().compile()?;
     let out = args.out.clone().unwrap_or_else(default_out_dir);
-    std::fs::create_dir_all(&out)
-        .with_context(|| format!("creating the output directory {}", out.display()))?;
     let phases = PhaseClock::new();
     let findings_path = out.join("findings.jsonl");
-    let device = args.privacy.settings().device()?;
-    let hub = SinkHub::start(session_sinks(&out, phases.current(), device)?);
-    let inspector = privacy.inspector(phases.clone(), hub.sender());
-    let pipeline = Pipeline::new(vec![Arc::new(inspector)], limits, hub.sender());
-    let switch = PhaseSwitch::new(phases, hub.sender());
+    let Session {
+        hub,
+        pipeline,
+        switch,
+    } = start_session(SessionSpec {
+        privacy: &args.privacy.settings(),
+        limits,
+        out: &out,
+        first_phase: phases.current(),
+        phases,
+        mode: "run",
+        source: None,
+        extra_sinks: vec![Box::new(TerminalLog::stdout())],
+    })?;
 
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let served = runtime.block_on(async {
@@ -84,6 +100,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             None => None,
         };
         print_banner(&config, proxy.addr(), &ca, &out, control.flatten());
+        if let Some(android) = &android {
+            android.launch_app(); // --app: only now that the proxy listens
+        }
         let _keys = phase_keys::start(switch);
         stop.wait().await;
         eprintln!("Stopping: letting flows in flight finish (up to {grace:?})...");
@@ -100,6 +119,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     runtime.shutdown_timeout(Duration::from_secs(1));
     hub.close();
     served?;
+    crate::report::print_after_session(&out);
     println!("Evidence written to {}", out.display());
     Ok(())
 }
@@ -131,7 +151,7 @@ fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(value))
 }
 
-fn default_out_dir() -> PathBuf {
+pub(crate) fn default_out_dir() -> PathBuf {
     let now = time::OffsetDateTime::now_utc();
     let stamp = format!(
         "{:04}{:02}{:02}-{:02}{:02}{:02}",
@@ -145,21 +165,68 @@ fn default_out_dir() -> PathBuf {
     PathBuf::from("leakscope-out").join(stamp)
 }
 
-/// The sinks of a live session: terminal, flows.jsonl, findings.jsonl, HAR.
+/// What a session is set up from: shared by `run` (live) and `scan` (a
+/// HAR replayed), so both write the same evidence the same way.
+pub(crate) struct SessionSpec<'a> {
+    pub privacy: &'a PrivacySettings,
+    pub limits: CaptureLimits,
+    pub out: &'a Path,
+    /// The session's phase clock, shared with the inspector.
+    pub phases: PhaseClock,
+    /// The phase the session starts in, and when (a scan's is the
+    /// capture's start, not the clock's).
+    pub first_phase: PhaseChange,
+    /// `session.json`'s `mode` and `source`.
+    pub mode: &'static str,
+    pub source: Option<String>,
+    /// Sinks before the evidence files (the terminal log of `run`).
+    pub extra_sinks: Vec<Box<dyn Sink>>,
+}
+
+/// A session's running parts.
+pub(crate) struct Session {
+    pub hub: SinkHub,
+    pub pipeline: Pipeline,
+    pub switch: PhaseSwitch,
+}
+
+/// Compiles the detectors, creates the output directory, starts the sinks
+/// and wires the inspector into a pipeline.
+pub(crate) fn start_session(spec: SessionSpec<'_>) -> anyhow::Result<Session> {
+    let privacy = spec.privacy.compile()?;
+    std::fs::create_dir_all(spec.out)
+        .with_context(|| format!("creating the output directory {}", spec.out.display()))?;
+    let device = spec.privacy.device()?;
+    let evidence = session_sinks(&spec, device)?;
+    let mut sinks = spec.extra_sinks;
+    sinks.extend(evidence);
+    let hub = SinkHub::start(sinks);
+    let inspector = privacy.inspector(spec.phases.clone(), hub.sender());
+    let pipeline = Pipeline::new(vec![Arc::new(inspector)], spec.limits, hub.sender());
+    let switch = PhaseSwitch::new(spec.phases, hub.sender());
+    Ok(Session {
+        hub,
+        pipeline,
+        switch,
+    })
+}
+
+/// The evidence sinks of a session: flows.jsonl, findings.jsonl, HAR,
+/// session.json.
 fn session_sinks(
-    out: &std::path::Path,
-    first_phase: PhaseChange,
+    spec: &SessionSpec<'_>,
     device: (Option<String>, Option<String>),
 ) -> anyhow::Result<Vec<Box<dyn Sink>>> {
+    let (out, first_phase) = (spec.out, spec.first_phase);
     let open = |name: &str| out.join(name);
     let info = SessionInfo {
         leakscope_version: env!("CARGO_PKG_VERSION").to_owned(),
-        mode: "run".to_owned(),
+        mode: spec.mode.to_owned(),
         started: first_phase.since,
         ended: None,
         device_model: device.0,
         app: device.1,
-        source: None,
+        source: spec.source.clone(),
         phases: vec![first_phase.into()],
         flows: 0,
         findings: 0,
@@ -173,7 +240,6 @@ fn session_sinks(
     let har = HarWriter::create(out, HarOptions::new(first_phase))
         .with_context(|| format!("creating the HAR in {}", out.display()))?;
     Ok(vec![
-        Box::new(TerminalLog::stdout()),
         Box::new(flows),
         Box::new(findings),
         Box::new(har),

@@ -24,9 +24,15 @@ pub struct Cli {
 pub enum Command {
     /// Run the intercepting proxy and record every flow.
     Run(Box<RunArgs>),
+    /// Run the detectors over a HAR captured elsewhere (Chrome DevTools,
+    /// mitmproxy, Charles, HTTP Toolkit, PCAPdroid, leakscope).
+    Scan(Box<ScanArgs>),
     /// Create or inspect the certificate authority.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Prepare an Android emulator or phone over adb: CA, proxy, device profile.
+    #[command(subcommand)]
+    Android(crate::android::AndroidCommand),
     /// Switch the consent phase of a running session.
     Mark {
         /// pre-consent, consented, refused or background.
@@ -34,6 +40,11 @@ pub enum Command {
         /// The session's control API.
         #[arg(long, default_value = "127.0.0.1:8081")]
         control: SocketAddr,
+    },
+    /// Write report.html and summary.json for an output directory.
+    Report {
+        /// The output directory of a `run` or `scan` (its --out).
+        dir: PathBuf,
     },
 }
 
@@ -125,6 +136,40 @@ pub struct RunArgs {
     /// Fixed upstream address for a host, like curl's --resolve (repeatable): HOST=IP:PORT.
     #[arg(long, value_name = "HOST=ADDR", value_parser = parse_resolve)]
     pub resolve: Vec<(String, SocketAddr)>,
+
+    #[command(flatten)]
+    pub android: crate::android::RunAndroidArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// The HAR file (also gzip- or zlib-compressed, like mitmproxy's .zhar).
+    #[arg(value_name = "FILE.har")]
+    pub har: PathBuf,
+
+    #[command(flatten)]
+    pub privacy: PrivacyArgs,
+
+    /// When the user accepted the privacy policy: RFC 3339, or HH:MM:SS on
+    /// the first entry's date and UTC offset. Before it: pre-consent.
+    #[arg(long, value_name = "TIME")]
+    pub consent_at: Option<String>,
+
+    /// When the user refused (or withdrew) consent; same forms as --consent-at.
+    #[arg(long, value_name = "TIME")]
+    pub refused_at: Option<String>,
+
+    /// Output directory (default: ./leakscope-out/scan-<scan time>/).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Decoded bytes of each body kept in the record (e.g. 1MiB, 64k, 0).
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
+    pub body_limit: u64,
+
+    /// Decoded bytes produced per body before decoding stops.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    pub decode_limit: u64,
 }
 
 /// Detector options shared by `run` and `scan`.

@@ -6,6 +6,7 @@
 //! sinks never call into the proxy, and the flow record knows nothing about
 //! hudsucker or hyper.
 
+pub mod android;
 pub mod app;
 pub mod ca;
 pub mod cli;
@@ -17,5 +18,7 @@ pub mod logging;
 pub mod phase_keys;
 pub mod pipeline;
 pub mod proxy;
+pub mod report;
+pub mod scan;
 pub mod session;
 pub mod sinks;

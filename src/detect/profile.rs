@@ -269,6 +269,30 @@ impl DeviceProfile {
     }
 }
 
+/// Checks one string value for `key` exactly as [`DeviceProfile::from_toml`]
+/// would, for values that come from elsewhere (a device over adb) and are
+/// checked before a profile is written. `key` is an identifier key,
+/// `model`, `app`, or `installed_apps` (one package name).
+///
+/// Returns the value as the profile stores it (normalised), or why it was
+/// refused; like every profile message, the reason never repeats the value.
+pub fn check_value(key: &str, value: &str) -> Result<String, String> {
+    let describe = |problem: Problem| match problem {
+        Problem::Invalid { expected, got } => format!("expected {expected}, got {got}"),
+        Problem::Placeholder(reason) => reason.to_string(),
+    };
+    let wrapped = Value::String(value.to_string());
+    let text = string(&wrapped).map_err(describe)?;
+    match key {
+        "model" => Ok(text.to_string()),
+        "app" | "installed_apps" => package_name(text)
+            .map(|()| text.to_string())
+            .map_err(describe),
+        _ if IDENTIFIER_KEYS.contains(&key) => validate_identifier(key, text).map_err(describe),
+        _ => Err(format!("`{key}` is not a string key of a device profile")),
+    }
+}
+
 impl fmt::Debug for DeviceProfile {
     // Location and app list are personal too: show only what is set.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

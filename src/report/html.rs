@@ -6,13 +6,13 @@
 //! page loads nothing: inline CSS and SVG, no script, no URL in any `src`
 //! or `href`.
 
-use super::html_css::{self, CSS};
+use super::html_css::CSS;
 use super::read::FindingLine;
 use super::summary::{Aggregate, PhaseOut, SdkRow, Summary, TlsRefusedRow, VerdictRow};
 use super::svg;
 use std::fmt::Write as _;
-use time::OffsetDateTime;
 use time::macros::format_description;
+use time::{Date, OffsetDateTime};
 
 /// Renders the whole page; `now` is the generation time shown in it.
 pub fn render(agg: &Aggregate, now: OffsetDateTime) -> String {
@@ -30,8 +30,9 @@ pub fn render(agg: &Aggregate, now: OffsetDateTime) -> String {
     );
     header(&mut out, s, now);
     phases(&mut out, &s.session.phases);
-    verdicts(&mut out, &s.verdicts);
-    sdks(&mut out, &s.sdks);
+    let day = s.session.started.to_offset(time::UtcOffset::UTC).date();
+    verdicts(&mut out, &s.verdicts, day);
+    sdks(&mut out, &s.sdks, day);
     out.push_str("<section id=\"timeline-section\" class=\"major\">\n<h2>4. Timeline</h2>\n");
     out.push_str(
         "<p class=\"lead\">Flows per time slice (grey bars) and findings (dots, one lane per \
@@ -40,7 +41,7 @@ pub fn render(agg: &Aggregate, now: OffsetDateTime) -> String {
     out.push_str(&svg::timeline(s, &agg.timeline));
     out.push_str("</section>\n");
     tls_refused(&mut out, &s.tls_refused);
-    details(&mut out, &agg.details, agg.details_omitted);
+    details(&mut out, &agg.details, agg.details_omitted, day);
     notes(&mut out, s);
     let _ = write!(
         out,
@@ -58,7 +59,10 @@ fn header(out: &mut String, s: &Summary, now: OffsetDateTime) {
     let _ = writeln!(
         out,
         "<h1>{}</h1>",
-        esc(session.app.as_deref().unwrap_or("App under test (no app named in the profile)"))
+        esc(session
+            .app
+            .as_deref()
+            .unwrap_or("App under test (no app named in the profile)"))
     );
     out.push_str("<dl class=\"meta\">\n");
     let mut row = |name: &str, value: String| {
@@ -83,17 +87,28 @@ fn header(out: &mut String, s: &Summary, now: OffsetDateTime) {
     if let Some(source) = &session.source {
         row("Source", esc(source));
     }
-    row("Recorded with", format!("leakscope {}", esc(&session.leakscope_version)));
+    row(
+        "Recorded with",
+        format!("leakscope {}", esc(&session.leakscope_version)),
+    );
     row(
         "Report",
-        format!("generated {} by leakscope {}", esc(&format_time(now)), esc(&s.leakscope_version)),
+        format!(
+            "generated {} by leakscope {}",
+            esc(&format_time(now)),
+            esc(&s.leakscope_version)
+        ),
     );
     out.push_str("</dl>\n<div class=\"figures\">\n");
     let c = &s.counts;
     let figures = [
         ("flows", c.flows, false),
         ("findings", c.findings, false),
-        ("findings with violations", c.findings_with_violations, c.findings_with_violations > 0),
+        (
+            "findings with violations",
+            c.findings_with_violations,
+            c.findings_with_violations > 0,
+        ),
         ("verdict rows", s.verdicts.len() as u64, false),
         ("third-party SDKs", s.sdks.len() as u64, false),
         ("refused TLS handshakes", c.tls_refused, false),
@@ -148,7 +163,7 @@ fn phases(out: &mut String, phases: &[PhaseOut]) {
     out.push_str("</tbody>\n</table>\n</section>\n");
 }
 
-fn verdicts(out: &mut String, rows: &[VerdictRow]) {
+fn verdicts(out: &mut String, rows: &[VerdictRow], day: Date) {
     out.push_str("<section id=\"verdicts-section\" class=\"major\">\n<h2>2. Verdicts</h2>\n");
     out.push_str(
         "<p class=\"lead\">Each row is one identifier reaching one recipient in one consent phase. \
@@ -161,7 +176,7 @@ fn verdicts(out: &mut String, rows: &[VerdictRow]) {
     out.push_str(
         "<table id=\"verdicts\">\n<thead><tr><th>Identifier</th><th>Recipient</th><th>Party</th>\
          <th>Phase</th><th class=\"num\">Findings</th><th>Violations</th><th>Encodings</th>\
-         <th>Where</th><th>First / last seen</th><th>Flows</th></tr></thead>\n<tbody>\n",
+         <th>Where</th><th>Seen (UTC)</th><th>Flows</th></tr></thead>\n<tbody>\n",
     );
     for r in rows {
         let recipient = match &r.sdk {
@@ -177,25 +192,28 @@ fn verdicts(out: &mut String, rows: &[VerdictRow]) {
             out,
             "<tr{}><td><b>{}</b></td><td class=\"wrap\">{}</td><td>{}</td><td>{}</td>\
              <td class=\"num\">{}</td><td>{}</td><td>{}</td><td class=\"wrap\">{}</td>\
-             <td class=\"small\">{}<br>{}</td><td class=\"small\">{}</td></tr>",
-            if r.violations.is_empty() { "" } else { " class=\"violating\"" },
+             <td class=\"small nowrap\">{}</td><td class=\"small\">{}</td></tr>",
+            if r.violations.is_empty() {
+                ""
+            } else {
+                " class=\"violating\""
+            },
             esc(&r.identifier),
             recipient,
             esc(&r.party),
             phase_label(&r.phase),
-            r.count,
+            count_cell(r.count, r.incoming),
             badges(&r.violations),
             tags(&r.encodings),
             tags(&r.places),
-            esc(&format_time(r.first_seen)),
-            esc(&format_time(r.last_seen)),
+            esc(&span(r.first_seen, r.last_seen, day)),
             esc(&join_ids(&r.flow_ids, r.count)),
         );
     }
     out.push_str("</tbody>\n</table>\n</section>\n");
 }
 
-fn sdks(out: &mut String, rows: &[SdkRow]) {
+fn sdks(out: &mut String, rows: &[SdkRow], day: Date) {
     out.push_str("<section id=\"sdks-section\">\n<h2>3. Third-party SDKs contacted</h2>\n");
     out.push_str(
         "<p class=\"lead\">SDKs whose endpoints the app contacted, as attributed by leakscope's SDK \
@@ -209,7 +227,7 @@ fn sdks(out: &mut String, rows: &[SdkRow]) {
     out.push_str(
         "<table id=\"sdks\">\n<thead><tr><th>SDK</th><th>Vendor</th><th>Category</th><th>Hosts</th>\
          <th>Identifiers received</th><th class=\"num\">Findings</th>\
-         <th class=\"num\">Requests</th><th>First contact</th><th>Phases</th></tr></thead>\n<tbody>\n",
+         <th class=\"num\">Requests</th><th>First contact (UTC)</th><th>Phases</th></tr></thead>\n<tbody>\n",
     );
     for r in rows {
         let received = if r.identifiers.is_empty() {
@@ -223,7 +241,11 @@ fn sdks(out: &mut String, rows: &[SdkRow]) {
             "<tr{}><td><b>{}</b></td><td>{}</td><td>{}</td><td class=\"wrap mono\">{}</td>\
              <td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"small\">{}</td>\
              <td>{}</td></tr>",
-            if r.findings > 0 { " class=\"violating\"" } else { "" },
+            if r.findings > 0 {
+                " class=\"violating\""
+            } else {
+                ""
+            },
             esc(&r.name),
             esc(&r.vendor),
             esc(&r.category),
@@ -231,7 +253,8 @@ fn sdks(out: &mut String, rows: &[SdkRow]) {
             received,
             r.findings,
             r.contacts.map_or("&ndash;".to_owned(), |n| n.to_string()),
-            r.first_contact.map_or(String::new(), |t| esc(&format_time(t))),
+            r.first_contact
+                .map_or(String::new(), |t| esc(&short_time(t, day))),
             phases.join(" ")
         );
     }
@@ -270,8 +293,10 @@ fn tls_refused(out: &mut String, rows: &[TlsRefusedRow]) {
     out.push_str("</tbody>\n</table>\n</section>\n");
 }
 
-fn details(out: &mut String, findings: &[FindingLine], omitted: u64) {
-    out.push_str("<section id=\"findings-section\" class=\"major\">\n<h2>6. Findings in detail</h2>\n");
+fn details(out: &mut String, findings: &[FindingLine], omitted: u64, day: Date) {
+    out.push_str(
+        "<section id=\"findings-section\" class=\"major\">\n<h2>6. Findings in detail</h2>\n",
+    );
     out.push_str(
         "<p class=\"lead\">Findings with violations first, each group in time order. The evidence \
          is an excerpt of the traffic as captured. To see the whole exchange, open \
@@ -284,7 +309,7 @@ fn details(out: &mut String, findings: &[FindingLine], omitted: u64) {
         return;
     }
     out.push_str(
-        "<table id=\"findings\" class=\"detail\">\n<thead><tr><th class=\"num\">#</th><th>Time</th>\
+        "<table id=\"findings\" class=\"detail\">\n<thead><tr><th class=\"num\">#</th><th>Time (UTC)</th>\
          <th>Identifier</th><th>Recipient</th><th>Phase</th><th>Where</th><th>Encoding</th>\
          <th>Violations</th></tr></thead>\n",
     );
@@ -292,7 +317,10 @@ fn details(out: &mut String, findings: &[FindingLine], omitted: u64) {
         let chain = if f.decoded_from.is_empty() {
             String::new()
         } else {
-            format!("<br><span class=\"muted small\">in {}</span>", esc(&f.decoded_from.join(" → ")))
+            format!(
+                "<br><span class=\"muted small\">in {}</span>",
+                esc(&f.decoded_from.join(" → "))
+            )
         };
         let recipient = match &f.sdk {
             Some(sdk) => format!(
@@ -308,9 +336,13 @@ fn details(out: &mut String, findings: &[FindingLine], omitted: u64) {
              <span class=\"muted small\">{} &middot; {}</span></td><td class=\"wrap\">{}<br>\
              <span class=\"muted small\">{} party</span></td><td>{}</td><td class=\"mono wrap\">{}</td>\
              <td>{}{}</td><td>{}</td></tr>",
-            if f.violations.is_empty() { "" } else { " class=\"violating\"" },
+            if f.violations.is_empty() {
+                ""
+            } else {
+                " class=\"violating\""
+            },
             i + 1,
-            esc(&format_time(f.ts)),
+            esc(&short_time(f.ts, day)),
             esc(&f.identifier),
             esc(&f.detector),
             esc(&f.confidence),
@@ -387,30 +419,64 @@ fn opt(value: &Option<String>) -> String {
 /// A CSS class suffix for a known name; anything else maps to `other`, so
 /// no file content ever reaches a class attribute.
 fn class_of<'a>(name: &str, known: &[&'a str]) -> &'a str {
-    known.iter().find(|k| **k == name).copied().unwrap_or("other")
+    known
+        .iter()
+        .find(|k| **k == name)
+        .copied()
+        .unwrap_or("other")
 }
 
-const VIOLATIONS: [&str; 5] =
-    ["pre-consent", "after-refusal", "third-party", "undeclared-sdk", "over-frequency"];
+const VIOLATIONS: [&str; 5] = [
+    "pre-consent",
+    "after-refusal",
+    "third-party",
+    "undeclared-sdk",
+    "over-frequency",
+];
 const PHASES: [&str; 4] = ["pre-consent", "consented", "refused", "background"];
 
 fn badge_with(violation: &str, text: &str) -> String {
-    format!("<span class=\"v v-{}\">{}</span>", class_of(violation, &VIOLATIONS), esc(text))
+    format!(
+        "<span class=\"v v-{}\">{}</span>",
+        class_of(violation, &VIOLATIONS),
+        esc(text)
+    )
 }
 
 fn badges(violations: &[String]) -> String {
     if violations.is_empty() {
         return "<span class=\"v v-none\">none</span>".to_owned();
     }
-    violations.iter().map(|v| badge_with(v, v)).collect::<Vec<_>>().join("")
+    violations
+        .iter()
+        .map(|v| badge_with(v, v))
+        .collect::<Vec<_>>()
+        .join("")
 }
 
 fn tags(values: &[String]) -> String {
-    values.iter().map(|v| format!("<span class=\"tag\">{}</span>", esc(v))).collect::<Vec<_>>().join(" ")
+    values
+        .iter()
+        .map(|v| format!("<span class=\"tag\">{}</span>", esc(v)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub fn phase_label(phase: &str) -> String {
-    format!("<span class=\"phase phase-{}\">{}</span>", class_of(phase, &PHASES), esc(phase))
+    format!(
+        "<span class=\"phase phase-{}\">{}</span>",
+        class_of(phase, &PHASES),
+        esc(phase)
+    )
+}
+
+/// The findings count, saying how many were only handed back by a server.
+fn count_cell(count: u64, incoming: u64) -> String {
+    if incoming == 0 {
+        count.to_string()
+    } else {
+        format!("{count}<br><span class=\"muted small\">{incoming} in server replies</span>")
+    }
 }
 
 fn join_ids(ids: &[u64], count: u64) -> String {
@@ -428,6 +494,22 @@ pub fn format_time(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.to_string())
 }
 
+/// `20:14:03` on the session's first day, else `2026-11-29 00:01:02`.
+fn short_time(t: OffsetDateTime, day: Date) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    if t.date() == day {
+        format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())
+    } else {
+        format_time(t).trim_end_matches(" UTC").to_owned()
+    }
+}
+
+/// `20:14:03 – 20:15:10`, or one time when both are the same second.
+fn span(first: OffsetDateTime, last: OffsetDateTime, day: Date) -> String {
+    let (a, b) = (short_time(first, day), short_time(last, day));
+    if a == b { a } else { format!("{a} – {b}") }
+}
+
 /// `1h 02m 05s`, `4m 10s`, `12s`; negative spans show as `0s`.
 pub fn format_duration(d: time::Duration) -> String {
     let secs = d.whole_seconds().max(0);
@@ -437,9 +519,4 @@ pub fn format_duration(d: time::Duration) -> String {
         (0, _) => format!("{m}m {s:02}s"),
         _ => format!("{h}h {m:02}m {s:02}s"),
     }
-}
-
-#[allow(unused)]
-fn colour_of(violation: &str) -> &'static str {
-    html_css::violation_colour(violation)
 }

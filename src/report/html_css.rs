@@ -62,6 +62,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tbody tr:nth-child(even) td { background: #fafbfc; }
 tr.violating td:first-child { box-shadow: inset 3px 0 0 #b3261e; }
 td.wrap { overflow-wrap: anywhere; }
+.nowrap { white-space: nowrap; }
 .v {
   display: inline-block; padding: 0 6px; margin: 1px 3px 1px 0; border-radius: 3px;
   border: 1px solid currentColor; font-size: 11.5px; font-weight: 600; white-space: nowrap;
@@ -106,6 +107,12 @@ footer { margin-top: 40px; padding-top: 10px; border-top: 1px solid #d0d7de; col
   tr, .figure, .timeline, dl.meta { break-inside: avoid; page-break-inside: avoid; }
   tr.violating td:first-child { border-left: 3px solid #b3261e; }
   pre.evidence { max-height: none; overflow: visible; }
+  /* A portrait page is narrower than a screen: smaller table text, and the
+     time column may wrap, so the recipient column keeps a usable width. */
+  table { font-size: 8.5pt; }
+  th, td { padding: 3px 4px; }
+  th { font-size: 8pt; }
+  .nowrap { white-space: normal; }
   .timeline svg .band { display: none; }
 }
 "#;

@@ -1,7 +1,8 @@
 //! The session report: `report.html` and `summary.json` from an output
 //! directory.
 //!
-//! Input, all written by `leakscope run` into its output directory:
+//! Input, all written by `leakscope run` (or `scan`) into its output
+//! directory:
 //! - `session.json` (required): times, mode, device, phase switches;
 //! - `flows.jsonl` (required): one flow per line;
 //! - `findings.jsonl` (required): one finding per line;
@@ -28,6 +29,7 @@ mod html;
 mod html_css;
 pub mod read;
 pub mod summary;
+mod svg;
 pub mod timeline;
 
 use std::fs::File;
@@ -46,9 +48,9 @@ pub struct ReportFiles {
 /// Why a report could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("{} does not exist or is not a directory; give the output directory of a `leakscope run` (its --out)", .0.display())]
+    #[error("{} does not exist or is not a directory; give the output directory (--out) of a `leakscope run` or `leakscope scan`", .0.display())]
     NotADirectory(PathBuf),
-    #[error("{} is missing: `leakscope run` writes it into its output directory; is this a leakscope output directory?", .0.display())]
+    #[error("{} is missing: `leakscope run` and `leakscope scan` write it into their output directory; is this a leakscope output directory?", .0.display())]
     Missing(PathBuf),
     #[error("{} is not a readable session file: {source}", .path.display())]
     BadSession {
@@ -71,7 +73,10 @@ pub enum ReportError {
 /// counted and noted in the summary.
 pub fn write_report(dir: &Path) -> Result<(ReportFiles, String), ReportError> {
     let aggregate = aggregate_dir(dir)?;
-    let files = ReportFiles { html: dir.join("report.html"), summary: dir.join("summary.json") };
+    let files = ReportFiles {
+        html: dir.join("report.html"),
+        summary: dir.join("summary.json"),
+    };
     let json = serde_json::to_vec_pretty(&aggregate.summary).map_err(|e| ReportError::Write {
         path: files.summary.clone(),
         source: io::Error::other(e),
@@ -83,6 +88,20 @@ pub fn write_report(dir: &Path) -> Result<(ReportFiles, String), ReportError> {
     Ok((files, text))
 }
 
+/// Writes the report of a session that just ended and prints its text
+/// summary; a failure is printed as a warning, because the evidence itself
+/// is already safely on disk and the report can be made again with
+/// `leakscope report DIR`.
+pub fn print_after_session(dir: &Path) {
+    match write_report(dir) {
+        Ok((_, text)) => println!("{text}"),
+        Err(err) => eprintln!(
+            "WARNING: no report written: {err} (retry with `leakscope report {}`)",
+            dir.display()
+        ),
+    }
+}
+
 /// Reads and aggregates the session files of `dir` without writing.
 pub fn aggregate_dir(dir: &Path) -> Result<Aggregate, ReportError> {
     if !dir.is_dir() {
@@ -90,8 +109,12 @@ pub fn aggregate_dir(dir: &Path) -> Result<Aggregate, ReportError> {
     }
     let session_path = dir.join("session.json");
     let session_file = open(&session_path)?;
-    let session = serde_json::from_reader(BufReader::new(session_file))
-        .map_err(|source| ReportError::BadSession { path: session_path.clone(), source })?;
+    let session = serde_json::from_reader(BufReader::new(session_file)).map_err(|source| {
+        ReportError::BadSession {
+            path: session_path.clone(),
+            source,
+        }
+    })?;
     let flows_path = dir.join("flows.jsonl");
     let findings_path = dir.join("findings.jsonl");
     // Both are opened before any work, so a missing one fails fast.
@@ -141,7 +164,10 @@ fn open(path: &Path) -> Result<File, ReportError> {
         if source.kind() == io::ErrorKind::NotFound {
             ReportError::Missing(path.to_owned())
         } else {
-            ReportError::Read { path: path.to_owned(), source }
+            ReportError::Read {
+                path: path.to_owned(),
+                source,
+            }
         }
     })
 }
@@ -152,9 +178,14 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(".tmp");
     let tmp = path.with_file_name(tmp_name);
-    let wrap = |source| ReportError::Write { path: path.to_owned(), source };
+    let wrap = |source| ReportError::Write {
+        path: path.to_owned(),
+        source,
+    };
     let mut file = File::create(&tmp).map_err(wrap)?;
-    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(wrap)?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(wrap)?;
     drop(file);
     std::fs::rename(&tmp, path).map_err(wrap)
 }
@@ -174,22 +205,45 @@ pub fn text_summary(s: &Summary, files: &ReportFiles) -> String {
     if let Some(device) = &s.session.device_model {
         subject.push(format!("device {device}"));
     }
-    let end = s.session.ended.map_or("(no clean end)".to_owned(), html::format_time);
-    out.push(format!("Session: {} to {}{}", html::format_time(s.session.started), end, {
-        if subject.is_empty() { String::new() } else { format!(", {}", subject.join(", ")) }
-    }));
+    let end = s
+        .session
+        .ended
+        .map_or("(no clean end)".to_owned(), html::format_time);
+    out.push(format!(
+        "Session: {} to {}{}",
+        html::format_time(s.session.started),
+        end,
+        {
+            if subject.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", subject.join(", "))
+            }
+        }
+    ));
     out.push(format!(
         "Flows: {}   Findings: {} ({} with violations)",
         s.counts.flows, s.counts.findings, s.counts.findings_with_violations
     ));
     if !s.counts.violations_by_kind.is_empty() {
-        let kinds: Vec<String> =
-            s.counts.violations_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let kinds: Vec<String> = s
+            .counts
+            .violations_by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
         out.push(format!("Violations: {}", kinds.join(", ")));
     }
-    let violating: Vec<_> = s.verdicts.iter().filter(|v| !v.violations.is_empty()).collect();
+    let violating: Vec<_> = s
+        .verdicts
+        .iter()
+        .filter(|v| !v.violations.is_empty())
+        .collect();
     if !violating.is_empty() {
-        out.push(format!("Top verdicts ({} with violations):", violating.len()));
+        out.push(format!(
+            "Top verdicts ({} with violations):",
+            violating.len()
+        ));
         for v in violating.iter().take(TEXT_ROWS) {
             out.push(format!(
                 "  {} -> {} [{}] x{}: {}",
@@ -201,11 +255,17 @@ pub fn text_summary(s: &Summary, files: &ReportFiles) -> String {
             ));
         }
         if violating.len() > TEXT_ROWS {
-            out.push(format!("  ... {} more in the report", violating.len() - TEXT_ROWS));
+            out.push(format!(
+                "  ... {} more in the report",
+                violating.len() - TEXT_ROWS
+            ));
         }
     }
     let fed = s.sdks.iter().filter(|x| x.findings > 0).count();
-    out.push(format!("Third-party SDKs: {} contacted, {fed} received identifiers", s.sdks.len()));
+    out.push(format!(
+        "Third-party SDKs: {} contacted, {fed} received identifiers",
+        s.sdks.len()
+    ));
     if !s.tls_refused.is_empty() {
         out.push(format!(
             "Refused TLS (likely certificate pinning): {} host(s), {} handshake(s)",
@@ -214,7 +274,10 @@ pub fn text_summary(s: &Summary, files: &ReportFiles) -> String {
         ));
     }
     if s.malformed_lines > 0 {
-        out.push(format!("Skipped {} unreadable line(s); see notes in the report.", s.malformed_lines));
+        out.push(format!(
+            "Skipped {} unreadable line(s); see notes in the report.",
+            s.malformed_lines
+        ));
     }
     out.join("\n")
 }
@@ -222,7 +285,10 @@ pub fn text_summary(s: &Summary, files: &ReportFiles) -> String {
 /// `text` on one line with control characters replaced, at most `max`
 /// characters: hosts come from traffic and must not steer the terminal.
 fn one_line(text: &str, max: usize) -> String {
-    let clean: String = text.chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
     summary::truncate_chars(&clean, max)
 }
 

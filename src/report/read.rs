@@ -102,14 +102,27 @@ impl FlowLine {
         } else if let Some(tunnel) = &self.tunnel {
             &tunnel.host
         } else {
-            self.tls.as_ref().and_then(|t| t.sni.as_deref()).unwrap_or_default()
+            self.tls
+                .as_ref()
+                .and_then(|t| t.sni.as_deref())
+                .unwrap_or_default()
         }
     }
 }
 
 /// Calls `each` with every line of `input` that parses as a `T`; returns
 /// how many lines were skipped as malformed. Blank lines are neither.
-pub fn for_each_line<T, R, F>(mut input: R, mut each: F) -> io::Result<u64>
+pub fn for_each_line<T, R, F>(input: R, each: F) -> io::Result<u64>
+where
+    T: for<'de> Deserialize<'de>,
+    R: BufRead,
+    F: FnMut(T),
+{
+    for_each_line_max(input, MAX_LINE, each)
+}
+
+/// [`for_each_line`] with a given longest line (tests use a small one).
+pub(crate) fn for_each_line_max<T, R, F>(mut input: R, max: usize, mut each: F) -> io::Result<u64>
 where
     T: for<'de> Deserialize<'de>,
     R: BufRead,
@@ -119,7 +132,7 @@ where
     let mut malformed = 0;
     loop {
         line.clear();
-        let outcome = read_bounded_line(&mut input, &mut line)?;
+        let outcome = read_bounded_line(&mut input, &mut line, max)?;
         if outcome == LineOutcome::Eof {
             return Ok(malformed);
         }
@@ -148,9 +161,13 @@ enum LineOutcome {
     Eof,
 }
 
-/// Reads one line (without its `\n`) into `line`, keeping at most
-/// [`MAX_LINE`] bytes; the rest of a longer line is consumed and dropped.
-fn read_bounded_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<LineOutcome> {
+/// Reads one line (without its `\n`) into `line`, keeping at most `max`
+/// bytes; the rest of a longer line is consumed and dropped.
+fn read_bounded_line(
+    input: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<LineOutcome> {
     let mut too_long = false;
     let mut read_any = false;
     loop {
@@ -172,7 +189,7 @@ fn read_bounded_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result
             None => (buf, false),
         };
         if !too_long {
-            if line.len() + chunk.len() > MAX_LINE {
+            if line.len() + chunk.len() > max {
                 too_long = true;
                 line.clear();
             } else {
@@ -182,7 +199,11 @@ fn read_bounded_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result
         let used = chunk.len() + usize::from(found_end);
         input.consume(used);
         if found_end {
-            return Ok(if too_long { LineOutcome::TooLong } else { LineOutcome::Line });
+            return Ok(if too_long {
+                LineOutcome::TooLong
+            } else {
+                LineOutcome::Line
+            });
         }
     }
 }
@@ -226,7 +247,9 @@ impl HarEntryLine {
         let url = &self.request.as_ref()?.url;
         let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
         let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+        let authority = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
         let host = if let Some(v6) = authority.strip_prefix('[') {
             v6.split(']').next().unwrap_or_default()
         } else {
@@ -372,3 +395,7 @@ impl<'de> Deserialize<'de> for Lenient {
         de.deserialize_any(V)
     }
 }
+
+#[cfg(test)]
+#[path = "read_tests.rs"]
+mod tests;

@@ -111,6 +111,9 @@ pub struct VerdictRow {
     pub sdk: Option<SdkRef>,
     pub phase: String,
     pub count: u64,
+    /// Of `count`, findings in data a server sent back (`response-body`,
+    /// `ws-response`): the recipient had it already, nothing was sent.
+    pub incoming: u64,
     pub violations: Vec<String>,
     pub encodings: Vec<String>,
     /// Where in the messages (`url`, `header:<name>`, `body`, ...).
@@ -168,6 +171,7 @@ struct RowAcc {
     party: String,
     sdk: Option<SdkRef>,
     count: u64,
+    incoming: u64,
     violations: BTreeSet<String>,
     encodings: BTreeSet<String>,
     places: BTreeSet<String>,
@@ -207,7 +211,11 @@ impl Aggregator {
     pub fn new(session: SessionInfo) -> Aggregator {
         let mut switches: Vec<_> = session.phases.clone();
         switches.sort_by_key(|p| p.since);
-        let ends = switches.iter().skip(1).map(|p| Some(p.since)).chain([session.ended]);
+        let ends = switches
+            .iter()
+            .skip(1)
+            .map(|p| Some(p.since))
+            .chain([session.ended]);
         let phases = switches
             .iter()
             .zip(ends.collect::<Vec<_>>())
@@ -283,7 +291,11 @@ impl Aggregator {
         for violation in &finding.violations {
             let known = self.counts.violations_by_kind.contains_key(violation);
             if known || self.counts.violations_by_kind.len() < MAX_LIST {
-                *self.counts.violations_by_kind.entry(violation.clone()).or_default() += 1;
+                *self
+                    .counts
+                    .violations_by_kind
+                    .entry(violation.clone())
+                    .or_default() += 1;
             }
         }
         self.add_to_sdk(&finding);
@@ -296,7 +308,11 @@ impl Aggregator {
         let Some(acc) = self.sdk_acc(sdk) else { return };
         acc.findings += 1;
         insert_bounded(&mut acc.hosts, &finding.host, MAX_SDK_HOSTS);
-        insert_bounded(&mut acc.identifiers, &finding.identifier, MAX_SDK_IDENTIFIERS);
+        insert_bounded(
+            &mut acc.identifiers,
+            &finding.identifier,
+            MAX_SDK_IDENTIFIERS,
+        );
         insert_bounded(&mut acc.phases, &finding.phase, MAX_LIST);
         acc.first_contact = earliest(acc.first_contact, finding.ts);
     }
@@ -324,6 +340,7 @@ impl Aggregator {
             party: f.party.clone(),
             sdk: f.sdk.clone(),
             count: 0,
+            incoming: 0,
             violations: BTreeSet::new(),
             encodings: BTreeSet::new(),
             places: BTreeSet::new(),
@@ -332,6 +349,9 @@ impl Aggregator {
             flow_ids: Vec::new(),
         });
         row.count += 1;
+        if matches!(f.place.as_str(), "response-body" | "ws-response") {
+            row.incoming += 1;
+        }
         insert_bounded(&mut row.hosts, &f.host, MAX_LIST);
         for violation in &f.violations {
             insert_bounded(&mut row.violations, violation, MAX_LIST);
@@ -367,7 +387,9 @@ impl Aggregator {
     /// SDK are not needed: their flows are in flows.jsonl).
     pub fn add_har_entry(&mut self, entry: HarEntryLine) {
         self.har_read = true;
-        let Some(extra) = &entry.leakscope else { return };
+        let Some(extra) = &entry.leakscope else {
+            return;
+        };
         let Some(sdk) = &extra.sdk else { return };
         let started = entry.started_at();
         let host = entry.host();
@@ -404,6 +426,7 @@ impl Aggregator {
                 sdk: acc.sdk,
                 phase,
                 count: acc.count,
+                incoming: acc.incoming,
                 violations: sort_violations(acc.violations),
                 encodings: acc.encodings.into_iter().collect(),
                 places: acc.places.into_iter().collect(),
@@ -504,7 +527,12 @@ impl Aggregator {
             malformed_lines: malformed,
             notes,
         };
-        Aggregate { summary, timeline: self.timeline, details, details_omitted }
+        Aggregate {
+            summary,
+            timeline: self.timeline,
+            details,
+            details_omitted,
+        }
     }
 }
 
@@ -519,7 +547,11 @@ fn lanes_of(violations: &[String]) -> Vec<usize> {
         .iter()
         .filter_map(|v| LANES.iter().position(|lane| !lane.is_empty() && lane == v))
         .collect();
-    if lanes.is_empty() { vec![LANES.len() - 1] } else { lanes }
+    if lanes.is_empty() {
+        vec![LANES.len() - 1]
+    } else {
+        lanes
+    }
 }
 
 /// Phases in the order a session goes through them; unknown ones last.

@@ -130,7 +130,11 @@ impl Timeline {
                 self.widen_right();
             }
         }
-        if at_ms < self.origin_ms { 0 } else { BUCKETS - 1 }
+        if at_ms < self.origin_ms {
+            0
+        } else {
+            BUCKETS - 1
+        }
     }
 
     /// Doubles the width keeping the origin: the old buckets fold into the
@@ -186,7 +190,10 @@ mod tests {
         assert_eq!(totals(&t), (10_001, 3));
         assert_eq!(t.buckets.len(), BUCKETS);
         assert!(t.buckets().count() <= BUCKETS);
-        assert_eq!(t.span_ms(), Some((base - 86_400_000, base + 3_600_000 * 30)));
+        assert_eq!(
+            t.span_ms(),
+            Some((base - 86_400_000, base + 3_600_000 * 30))
+        );
         // Bucket starts are increasing and cover the span.
         let starts: Vec<i64> = t.buckets().map(|(s, _)| s).collect();
         assert!(starts.windows(2).all(|w| w[0] < w[1]));
