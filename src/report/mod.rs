@@ -273,6 +273,12 @@ pub fn text_summary(s: &Summary, files: &ReportFiles) -> String {
             s.counts.tls_refused
         ));
     }
+    if !s.notes.is_empty() {
+        out.push(format!(
+            "{} note(s) on completeness at the end of the report.",
+            s.notes.len()
+        ));
+    }
     if s.malformed_lines > 0 {
         out.push(format!(
             "Skipped {} unreadable line(s); see notes in the report.",
