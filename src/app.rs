@@ -2,9 +2,9 @@
 
 use crate::ca::{CertAuthority, install_steps};
 use crate::cli::{CaCommand, Cli, Command, RunArgs};
-use crate::detect::inspector::PrivacySettings;
 use crate::consent::{PhaseChange, PhaseClock};
 use crate::control::PhaseSwitch;
+use crate::detect::inspector::PrivacySettings;
 use crate::flow::capture::CaptureLimits;
 use crate::phase_keys;
 use crate::pipeline::Pipeline;

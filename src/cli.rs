@@ -152,6 +152,8 @@ pub struct ScanArgs {
 
     /// When the user accepted the privacy policy: RFC 3339, or HH:MM:SS on
     /// the first entry's date and UTC offset. Before it: pre-consent.
+    /// Without this, --refused-at or phase pages in the HAR, the whole
+    /// capture counts as consented (nothing is flagged pre-consent).
     #[arg(long, value_name = "TIME")]
     pub consent_at: Option<String>,
 

@@ -6,248 +6,15 @@
 //! The fake answers as the device chosen by `FAKE_ADB_*` variables; the
 //! tests assert the exact adb command sequences leakscope runs.
 
+#[path = "android/harness.rs"]
+mod harness;
+
+use harness::*;
 use leakscope::ca::CertAuthority;
 use leakscope::detect::profile::DeviceProfile;
 use std::io::Read as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const EMU: &str = "-s emulator-5554";
-const PHONE: &str = "-s R58M12ABCDE";
-
-/// One fake device and a directory to work in.
-struct Fake {
-    dir: tempfile::TempDir,
-    env: Vec<(&'static str, String)>,
-}
-
-impl Fake {
-    /// A device answering as `api`, `kind` (emulator|phone), `root` (adbd|su|none).
-    fn new(api: u32, kind: &str, root: &str) -> Fake {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let bin = dir.path().join("bin");
-        std::fs::create_dir(&bin).expect("bin dir");
-        let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/android/fake-adb");
-        std::os::unix::fs::symlink(&fake, bin.join("adb")).expect("adb link");
-        let mut fake = Fake { dir, env: Vec::new() };
-        fake.set("FAKE_ADB_API", &api.to_string());
-        fake.set("FAKE_ADB_KIND", kind);
-        fake.set("FAKE_ADB_ROOT", root);
-        fake
-    }
-
-    fn set(&mut self, key: &'static str, value: &str) -> &mut Fake {
-        self.env.retain(|(k, _)| *k != key);
-        self.env.push((key, value.to_string()));
-        self
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn certs(&self) -> PathBuf {
-        self.path("certs")
-    }
-
-    /// The leakscope command, with the fake first on PATH.
-    fn command(&self, args: &[&str]) -> Command {
-        let path = std::env::var("PATH").unwrap_or_default();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_leakscope"));
-        command
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("PATH", format!("{}:{path}", self.path("bin").display()))
-            .env("FAKE_ADB_LOG", self.path("adb.log"))
-            .env("FAKE_ADB_STATE", self.path("state"))
-            .env("TMPDIR", self.dir.path())
-            .env_remove("ANDROID_SERIAL")
-            .env_remove("LEAKSCOPE_CERTS")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null());
-        for (key, value) in &self.env {
-            command.env(key, value);
-        }
-        command
-    }
-
-    /// Runs `leakscope ARGS` to completion.
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("running leakscope")
-    }
-
-    /// `leakscope android SUBCOMMAND --certs DIR ARGS`.
-    fn android(&self, subcommand: &str, args: &[&str]) -> Output {
-        let certs = self.certs().display().to_string();
-        let mut all = vec!["android", subcommand];
-        if subcommand != "profile" {
-            all.extend(["--certs", &certs]);
-        }
-        all.extend(args);
-        self.run(&all)
-    }
-
-    /// The log, one adb invocation a line; emptied for the next step.
-    fn take_log(&self) -> Vec<String> {
-        let path = self.path("adb.log");
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let _ = std::fs::remove_file(&path);
-        text.lines().map(str::to_string).collect()
-    }
-
-    /// A file the fake received with `adb push`, by remote file name.
-    fn pushed(&self, name: &str) -> String {
-        std::fs::read_to_string(self.path("state/pushed").join(name))
-            .unwrap_or_else(|e| panic!("{name} was not pushed: {e}"))
-    }
-
-    fn hash(&self) -> String {
-        CertAuthority::load(&self.certs())
-            .expect("the CA setup created")
-            .android_hash()
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-#[track_caller]
-fn ok(out: &Output) -> String {
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert!(out.status.success(), "failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    stdout
-}
-
-#[track_caller]
-fn failed(out: &Output) -> String {
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert!(!out.status.success(), "succeeded\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    stderr
-}
-
-/// Asserts the log equals `expected`; `*` in an expected line stands for
-/// one word (a temporary path).
-#[track_caller]
-fn assert_log(log: &[String], expected: &[String]) {
-    let matches = |line: &str, want: &str| match want.split_once('*') {
-        Some((head, tail)) => {
-            line.len() > head.len() + tail.len()
-                && line.starts_with(head)
-                && line.ends_with(tail)
-                && !line[head.len()..line.len() - tail.len()].contains(' ')
-        }
-        None => line == want,
-    };
-    let same = log.len() == expected.len()
-        && log.iter().zip(expected).all(|(l, e)| matches(l, e));
-    assert!(
-        same,
-        "adb calls differ\n--- got:\n{}\n--- expected:\n{}",
-        log.join("\n"),
-        expected.join("\n")
-    );
-}
-
-/// Lines prefixed with the serial flag.
-fn on(serial: &str, lines: &[&str]) -> Vec<String> {
-    lines.iter().map(|l| format!("{serial} {l}")).collect()
-}
-
-/// `adb devices` and the device probe up to root, for a debuggable
-/// emulator that is not yet root.
-fn probe_adb_root(serial: &str) -> Vec<String> {
-    let mut lines = vec!["devices".to_string()];
-    lines.extend(on(
-        serial,
-        &[
-            "shell getprop sys.boot_completed",
-            "shell getprop ro.build.version.sdk",
-            "shell getprop ro.kernel.qemu",
-            "shell getprop ro.boot.qemu",
-            "shell id -u",
-            "shell getprop ro.debuggable",
-            "root",
-            "wait-for-device",
-            "shell id -u",
-        ],
-    ));
-    lines
-}
-
-/// The probe when adbd is already root (a second command on the device).
-fn probe_rooted(serial: &str) -> Vec<String> {
-    let mut lines = vec!["devices".to_string()];
-    lines.extend(on(
-        serial,
-        &[
-            "shell getprop sys.boot_completed",
-            "shell getprop ro.build.version.sdk",
-            "shell getprop ro.kernel.qemu",
-            "shell getprop ro.boot.qemu",
-            "shell id -u",
-        ],
-    ));
-    lines
-}
-
-/// The probe of a production build without root, with or without su.
-fn probe_unrooted(serial: &str, su: bool) -> Vec<String> {
-    let mut lines = vec!["devices".to_string()];
-    lines.extend(on(
-        serial,
-        &[
-            "shell getprop sys.boot_completed",
-            "shell getprop ro.build.version.sdk",
-            "shell getprop ro.kernel.qemu",
-            "shell getprop ro.boot.qemu",
-            "shell id -u",
-            "shell getprop ro.debuggable",
-            "shell which su",
-        ],
-    ));
-    if su {
-        lines.extend(on(serial, &["shell su -c 'id -u'"]));
-    }
-    lines
-}
-
-fn system_store_install(fake: &Fake) -> Vec<String> {
-    let hash = fake.hash();
-    let file = format!("/system/etc/security/cacerts/{hash}.0");
-    let local = fake.certs().join(format!("{hash}.0"));
-    on(
-        EMU,
-        &[
-            "remount",
-            &format!("push {} {file}", local.display()),
-            &format!("shell chmod 644 {file}"),
-            &format!("shell chcon u:object_r:system_file:s0 {file}"),
-        ],
-    )
-}
-
-fn tmpfs_install(fake: &Fake, serial: &str, su: bool) -> Vec<String> {
-    let hash = fake.hash();
-    let local = fake.certs().join(format!("{hash}.0"));
-    let run = if su {
-        "shell su -c 'sh /data/local/tmp/leakscope-ca.sh install'"
-    } else {
-        "shell sh /data/local/tmp/leakscope-ca.sh install"
-    };
-    on(
-        serial,
-        &[
-            &format!(
-                "push {} /data/local/tmp/leakscope-{hash}.0",
-                local.display()
-            ),
-            "push * /data/local/tmp/leakscope-ca.sh",
-            run,
-        ],
-    )
-}
 
 #[test]
 fn setup_api29_rooted_emulator_uses_the_system_store() {
@@ -325,7 +92,10 @@ fn setup_stops_when_remount_needs_a_reboot() {
     assert!(stderr.contains("reboot"), "{stderr}");
     // Nothing after the remount: no proxy set on a device without the CA.
     let log = fake.take_log();
-    assert_eq!(log.last().map(String::as_str), Some("-s emulator-5554 remount"));
+    assert_eq!(
+        log.last().map(String::as_str),
+        Some("-s emulator-5554 remount")
+    );
 }
 
 #[test]
@@ -339,8 +109,14 @@ fn setup_api34_rooted_emulator_mounts_the_apex_store_everywhere() {
         &["shell settings put global http_proxy 10.0.2.2:8080"],
     ));
     assert_log(&fake.take_log(), &expected);
-    assert!(stdout.contains("zygote (2) and 41 running app(s)"), "{stdout}");
-    assert!(stdout.contains("/apex/com.android.conscrypt/cacerts"), "{stdout}");
+    assert!(
+        stdout.contains("zygote (2) and 41 running app(s)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("/apex/com.android.conscrypt/cacerts"),
+        "{stdout}"
+    );
 
     let hash = fake.hash();
     let script = fake.pushed("leakscope-ca.sh");
@@ -365,7 +141,10 @@ fn setup_api34_rooted_emulator_mounts_the_apex_store_everywhere() {
         "nsenter --mount=/proc/$Z/ns/mnt -- /system/bin/sh $SELF here",
         "nsenter --mount=/proc/$P/ns/mnt -- /system/bin/sh $SELF here",
     ] {
-        assert!(script.contains(needle), "script lacks {needle:?}:\n{script}");
+        assert!(
+            script.contains(needle),
+            "script lacks {needle:?}:\n{script}"
+        );
     }
     // POSIX sh syntax (the device runs mksh; dash here).
     let checked = Command::new("sh")
@@ -403,10 +182,7 @@ fn setup_api33_unrooted_phone_uses_the_user_store_and_adb_reverse() {
     expected.extend(on(
         PHONE,
         &[
-            &format!(
-                "push {} /sdcard/Download/leakscope-ca.cer",
-                cer.display()
-            ),
+            &format!("push {} /sdcard/Download/leakscope-ca.cer", cer.display()),
             "shell am start -a android.settings.SECURITY_SETTINGS",
             "reverse tcp:8080 tcp:8080",
             "shell settings put global http_proxy 127.0.0.1:8080",
@@ -459,7 +235,10 @@ fn setup_su_rooted_phone_uses_tmpfs_through_su() {
 #[test]
 fn profile_api34_rooted_emulator_with_geo() {
     let fake = Fake::new(34, "emulator", "adbd");
-    let stdout = ok(&fake.android("profile", &["--geo", "48.8584,2.2945", "--app", "com.example.shop"]));
+    let stdout = ok(&fake.android(
+        "profile",
+        &["--geo", "48.8584,2.2945", "--app", "com.example.shop"],
+    ));
     let mut expected = probe_adb_root(EMU);
     expected.extend(on(
         EMU,
@@ -505,7 +284,12 @@ fn profile_api34_rooted_emulator_with_geo() {
     assert_eq!(profile.location(), Some((48.8584, 2.2945)));
     assert_eq!(
         profile.installed_apps(),
-        ["com.example.shop", "com.tencent.mm", "com.whatsapp", "org.mozilla.firefox"]
+        [
+            "com.example.shop",
+            "com.tencent.mm",
+            "com.whatsapp",
+            "org.mozilla.firefox"
+        ]
     );
     assert_eq!(profile.model(), Some("sdk_gphone64_x86_64"));
     assert_eq!(profile.app(), Some("com.example.shop"));
@@ -513,7 +297,10 @@ fn profile_api34_rooted_emulator_with_geo() {
     // The zeroed advertising ID is refused and listed, never written.
     assert!(!written.contains("adid ="), "{written}");
     assert!(!written.contains("00000000-0000"), "{written}");
-    assert!(written.contains("#   adid: all zeros is a placeholder"), "{written}");
+    assert!(
+        written.contains("#   adid: all zeros is a placeholder"),
+        "{written}"
+    );
     assert!(stdout.contains("Rejected (not written):"), "{stdout}");
     assert!(stdout.contains("adid: all zeros"), "{stdout}");
     assert!(stdout.contains("bt_mac: not set"), "{stdout}");
@@ -546,7 +333,10 @@ fn profile_api29_rooted_emulator_uses_api29_codes() {
     let written = std::fs::read_to_string(fake.path("emu29.toml")).expect("profile");
     let profile = DeviceProfile::from_toml(&written, "emu29.toml").expect("loads");
     let keys: Vec<&str> = profile.values().map(|(k, _)| k).collect();
-    assert!(keys.contains(&"adid") && keys.contains(&"imsi"), "{written}");
+    assert!(
+        keys.contains(&"adid") && keys.contains(&"imsi"),
+        "{written}"
+    );
     // No --geo: the emulator's own last fix.
     assert_eq!(profile.location(), Some((37.421998, -122.084)));
 }
@@ -564,12 +354,20 @@ fn profile_api33_unrooted_phone_says_what_needs_root() {
     );
     for key in ["imei", "imsi", "iccid"] {
         assert!(
-            stdout.contains(&format!("{key}: API 29+ restricts it to READ_PRIVILEGED_PHONE_STATE")),
+            stdout.contains(&format!(
+                "{key}: API 29+ restricts it to READ_PRIVILEGED_PHONE_STATE"
+            )),
             "{stdout}"
         );
     }
-    assert!(stdout.contains("adid: kept in Google Play services"), "{stdout}");
-    assert!(stdout.contains("mac: /sys/class/net/wlan0/address is not readable"), "{stdout}");
+    assert!(
+        stdout.contains("adid: kept in Google Play services"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("mac: /sys/class/net/wlan0/address is not readable"),
+        "{stdout}"
+    );
     let written = std::fs::read_to_string(fake.path("device.toml")).expect("profile");
     let profile = DeviceProfile::from_toml(&written, "device.toml").expect("loads");
     let values: Vec<(&str, String)> = profile
@@ -690,8 +488,18 @@ fn run_android_sets_up_profiles_and_launches_the_app_fresh() {
     let out_text = out_dir.display().to_string();
     let child = fake
         .command(&[
-            "run", "--android", "--app", "com.example.shop", "--listen", &listen, "--control",
-            "off", "--certs", &certs, "--out", &out_text,
+            "run",
+            "--android",
+            "--app",
+            "com.example.shop",
+            "--listen",
+            &listen,
+            "--control",
+            "off",
+            "--certs",
+            &certs,
+            "--out",
+            &out_text,
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -701,9 +509,13 @@ fn run_android_sets_up_profiles_and_launches_the_app_fresh() {
 
     // Bounded wait for the launch, the last adb call.
     let log_path = fake.path("adb.log");
-    let monkey = format!("{EMU} shell monkey -p com.example.shop -c android.intent.category.LAUNCHER 1");
+    let monkey =
+        format!("{EMU} shell monkey -p com.example.shop -c android.intent.category.LAUNCHER 1");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(&log_path).unwrap_or_default().contains(&monkey) {
+    while !std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .contains(&monkey)
+    {
         if let Ok(Some(status)) = child.0.try_wait() {
             let mut stderr = String::new();
             if let Some(mut pipe) = child.0.stderr.take() {
@@ -733,7 +545,9 @@ fn run_android_sets_up_profiles_and_launches_the_app_fresh() {
     expected.extend(system_store_install(&fake));
     expected.extend(on(
         EMU,
-        &[&format!("shell settings put global http_proxy 10.0.2.2:{port}")],
+        &[&format!(
+            "shell settings put global http_proxy 10.0.2.2:{port}"
+        )],
     ));
     expected.extend(on(
         EMU,
@@ -763,7 +577,10 @@ fn run_android_sets_up_profiles_and_launches_the_app_fresh() {
     let session = std::fs::read_to_string(out_dir.join("session.json")).expect("session.json");
     assert!(session.contains("sdk_gphone64_x86_64"), "{session}");
     assert!(stderr.contains("Started com.example.shop"), "{stderr}");
-    assert!(stderr.contains("leakscope android teardown --serial emulator-5554"), "{stderr}");
+    assert!(
+        stderr.contains("leakscope android teardown --serial emulator-5554"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -771,11 +588,22 @@ fn run_android_refuses_an_app_that_is_not_installed() {
     let fake = Fake::new(33, "emulator", "adbd");
     let certs = fake.certs().display().to_string();
     let out = fake.run(&[
-        "run", "--android", "--app", "com.not.installed", "--listen", "127.0.0.1:18080",
-        "--control", "off", "--certs", &certs,
+        "run",
+        "--android",
+        "--app",
+        "com.not.installed",
+        "--listen",
+        "127.0.0.1:18080",
+        "--control",
+        "off",
+        "--certs",
+        &certs,
     ]);
     let stderr = failed(&out);
-    assert!(stderr.contains("com.not.installed is not installed"), "{stderr}");
+    assert!(
+        stderr.contains("com.not.installed is not installed"),
+        "{stderr}"
+    );
     // Nothing was changed on the device.
     assert!(!fake.take_log().iter().any(|l| l.contains("settings put")));
 }

@@ -86,7 +86,11 @@ impl Scanned {
                 f["phase"], f["identifier"], f["where"], f["url"], f["violations"]
             )
         };
-        self.findings.iter().map(line).collect::<Vec<_>>().join("\n")
+        self.findings
+            .iter()
+            .map(line)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -135,11 +139,16 @@ fn started(har: &Path, url: &str) -> String {
 
 fn check_chromium(s: &Scanned) {
     assert!(
-        s.summary.creator.as_deref().unwrap().starts_with("Chrome HAR Capturer"),
+        s.summary
+            .creator
+            .as_deref()
+            .unwrap()
+            .starts_with("Chrome HAR Capturer"),
         "{:?}",
         s.summary.creator
     );
     assert_eq!(s.summary.skipped, 0, "{:?}", s.summary.warnings);
+    assert!(s.summary.warnings.is_empty(), "{:#?}", s.summary.warnings);
     s.find("imei", "url", "/collect?");
     s.find("android_id", "url", "/collect?");
     s.find("phone", "body", "/profile");
@@ -190,7 +199,11 @@ async fn chromium_capture_regenerated_live() {
 
 fn check_mitmproxy(s: &Scanned) {
     assert!(
-        s.summary.creator.as_deref().unwrap().starts_with("mitmproxy"),
+        s.summary
+            .creator
+            .as_deref()
+            .unwrap()
+            .starts_with("mitmproxy"),
         "{:?}",
         s.summary.creator
     );
@@ -271,7 +284,10 @@ fn leakscope_style_pages_give_each_entry_its_phase() {
     assert_eq!(profile["phase"], "consented");
     assert!(violations(profile).is_empty());
     assert_eq!(s.find("oaid", "body", "umeng.com")["phase"], "consented");
-    assert_eq!(s.find("imei", "ws", "push.example.net")["phase"], "consented");
+    assert_eq!(
+        s.find("imei", "ws", "push.example.net")["phase"],
+        "consented"
+    );
     let refused = s.find("adid", "url", "mi.gdt.qq.com");
     assert_eq!(refused["phase"], "refused");
     assert!(violations(refused).contains(&"after-refusal"));
@@ -279,7 +295,12 @@ fn leakscope_style_pages_give_each_entry_its_phase() {
     let phases: Vec<_> = info
         .phases
         .iter()
-        .map(|p| (p.phase.as_str(), leakscope::sinks::har_model::har_time(p.since)))
+        .map(|p| {
+            (
+                p.phase.as_str(),
+                leakscope::sinks::har_model::har_time(p.since),
+            )
+        })
         .collect();
     assert_eq!(
         phases,
@@ -303,7 +324,10 @@ fn consent_at_takes_precedence_over_pages() {
     });
     assert_eq!(s.summary.phase_source, PhaseSource::Flags);
     assert!(s.summary.notes.iter().any(|n| n.contains("precedence")));
-    assert_eq!(s.find("imei", "url", "t.appsflyer.com")["phase"], "pre-consent");
+    assert_eq!(
+        s.find("imei", "url", "t.appsflyer.com")["phase"],
+        "pre-consent"
+    );
     // Pages said refused; the flag says consented from 10:00:05 on.
     let late = s.find("adid", "url", "mi.gdt.qq.com");
     assert_eq!(late["phase"], "consented");
@@ -368,7 +392,10 @@ fn malformed_files_are_clear_errors() {
 #[test]
 fn odd_entries_are_skipped_or_noted_with_their_json_path() {
     let s = run_scan(&fixture("handmade.har"), |_| {});
-    assert_eq!((s.summary.entries, s.summary.flows, s.summary.skipped), (10, 9, 1));
+    assert_eq!(
+        (s.summary.entries, s.summary.flows, s.summary.skipped),
+        (10, 9, 1)
+    );
     let warnings = &s.summary.warnings;
     assert_eq!(s.summary.warning_count, warnings.len());
     let has = |text: &str| warnings.iter().any(|w| w == text);
@@ -377,7 +404,9 @@ fn odd_entries_are_skipped_or_noted_with_their_json_path() {
         "{warnings:#?}"
     );
     assert!(
-        has("log.entries[7].request.postData.text: marked base64 but is not valid base64; scanned as text"),
+        has(
+            "log.entries[7].request.postData.text: marked base64 but is not valid base64; scanned as text"
+        ),
         "{warnings:#?}"
     );
     assert!(
@@ -406,11 +435,39 @@ fn bad_phase_times_and_used_directories_are_refused() {
     let mut opts = options(&fixture("handmade.har"), &dir.path().join("out"));
     opts.consent_at = Some("after lunch".into());
     let err = format!("{:#}", scan(&opts).unwrap_err());
-    assert!(err.contains("--consent-at") && err.contains("HH:MM:SS"), "{err}");
+    assert!(
+        err.contains("--consent-at") && err.contains("HH:MM:SS"),
+        "{err}"
+    );
     opts.consent_at = None;
     scan(&opts).unwrap();
     let err = format!("{:#}", scan(&opts).unwrap_err());
     assert!(err.contains("already holds a session"), "{err}");
+}
+
+/// Found scanning the Chromium capture (the page's own HTML): a key hit
+/// more than the scanner's kept tail before the end of a body made
+/// `MessageScan::finish` panic (src/detect/scan.rs, `excerpt`). A live
+/// session meets the same bodies.
+#[test]
+fn an_identifier_early_in_a_longer_body_is_reported_without_a_crash() {
+    let body = format!(
+        "490154203237518&androidid=3f8a2c1be47d9a05'plication/json'}},\n{}",
+        "    body: JSON.stringify({phone: '+86 138 0013 8000', email: 'tester@example.com'}),\n"
+            .repeat(3)
+    );
+    let har = serde_json::json!({"log": {"entries": [{
+        "startedDateTime": "2024-05-01T10:00:00Z",
+        "request": {"method": "GET", "url": "http://a.test/"},
+        "response": {"status": 200, "headers": [{"name": "content-type", "value": "text/html"}],
+                     "content": {"text": body}}
+    }]}});
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("one.har");
+    std::fs::write(&path, har.to_string()).unwrap();
+    let s = run_scan(&path, |_| {});
+    assert!(s.summary.warnings.is_empty(), "{:#?}", s.summary.warnings);
+    s.find("android_id", "response-body", "a.test");
 }
 
 // ------------------------------------------------------------------ binary
@@ -453,7 +510,11 @@ fn the_binary_scans_a_fixture_into_the_evidence_files() {
 fn the_binary_fails_on_an_invalid_file_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let har = dir.path().join("broken.har");
-    std::fs::write(&har, format!("{{\"log\": {{\"entries\": [{{\"x\": \"{IMEI}\"")).unwrap();
+    std::fs::write(
+        &har,
+        format!("{{\"log\": {{\"entries\": [{{\"x\": \"{IMEI}\""),
+    )
+    .unwrap();
     let out = dir.path().join("out");
     let run = Command::new(env!("CARGO_BIN_EXE_leakscope"))
         .arg("scan")

@@ -60,8 +60,12 @@ pub enum AdbError {
     Unauthorized { serial: String },
 
     #[error(
-        "{} devices are connected ({}): choose one with --serial SERIAL (or set ANDROID_SERIAL)",
-        .devices.len(), list(.devices)
+        "{}: choose one with --serial SERIAL (or set ANDROID_SERIAL)",
+        if .devices.is_empty() {
+            "several devices are connected".to_string()
+        } else {
+            format!("{} devices are connected ({})", .devices.len(), list(.devices))
+        }
     )]
     Several { devices: Vec<DeviceEntry> },
 
@@ -547,6 +551,15 @@ mod tests {
             check_state(&entry("recovery")),
             Err(AdbError::NotReady { .. })
         ));
+    }
+
+    #[test]
+    fn several_without_a_list_still_reads_well() {
+        let text = AdbError::Several {
+            devices: Vec::new(),
+        }
+        .to_string();
+        assert!(text.starts_with("several devices are connected"), "{text}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! What the chosen device is: API level, emulator or phone, and how (if at
 //! all) leakscope can act as root on it.
 
-use super::adb::{Adb, AdbError, clean};
+use super::adb::{Adb, AdbError, Output, clean};
 use anyhow::{Context, bail};
 use std::fmt;
 use std::time::Duration;
@@ -83,7 +83,10 @@ pub fn connect(adb: Adb) -> anyhow::Result<Device> {
 
 /// `ro.build.version.sdk` as a number; `None` for anything else.
 pub fn parse_sdk(text: &str) -> Option<u32> {
-    text.trim().parse().ok().filter(|sdk| (1..1000).contains(sdk))
+    text.trim()
+        .parse()
+        .ok()
+        .filter(|sdk| (1..1000).contains(sdk))
 }
 
 /// Finds out whether commands can run as root, trying in turn:
@@ -109,7 +112,10 @@ pub fn probe_root(adb: &Adb) -> anyhow::Result<Root> {
     }
     let su = adb.shell_output("which su")?;
     let su_path = su.stdout.trim();
-    if su.success() && su_path.starts_with('/') {
+    // Before Android 7 adb merges stderr into stdout and always exits 0, so
+    // "/system/bin/sh: which: not found" must not pass for a path.
+    let is_path = su_path.starts_with('/') && !su_path.contains([' ', ':']);
+    if su.success() && is_path {
         let id = adb.shell_output("su -c 'id -u'")?;
         if id.stdout.trim() == "0" {
             return Ok(Root::Su);
@@ -149,12 +155,20 @@ impl Device {
         }
     }
 
+    /// Runs `command` as root when the device has root, as the shell user
+    /// otherwise, returning whatever it printed whatever its exit status:
+    /// for reads whose failure is an answer ("not readable"), not an error.
+    pub fn shell_maybe_root(&self, command: &str) -> Result<Output, AdbError> {
+        match &self.root {
+            Root::Su if !command.contains('\'') => {
+                self.adb.shell_output(&format!("su -c '{command}'"))
+            }
+            _ => self.adb.shell_output(command),
+        }
+    }
+
     /// [`Device::root_shell`] with its own time bound.
-    pub fn root_shell_timeout(
-        &self,
-        command: &str,
-        timeout: Duration,
-    ) -> Result<String, AdbError> {
+    pub fn root_shell_timeout(&self, command: &str, timeout: Duration) -> Result<String, AdbError> {
         match &self.root {
             Root::Adbd => self.adb.shell_timeout(command, timeout),
             Root::Su if !command.contains('\'') => self
@@ -203,7 +217,10 @@ mod fake_tests {
         assert!(device.emulator);
         assert_eq!(device.root, Root::Adbd);
         let log = fake::log(&dir);
-        assert!(log.contains(&"-s emulator-5554 root".to_string()), "{log:?}");
+        assert!(
+            log.contains(&"-s emulator-5554 root".to_string()),
+            "{log:?}"
+        );
         Ok(())
     }
 

@@ -189,7 +189,11 @@ fn load_ca(dir: &Path) -> anyhow::Result<CertAuthority> {
 
 /// Setup proper: the CA, then the proxy (so a device whose CA install
 /// failed is not left sending its traffic to a proxy it does not trust).
-pub fn setup_device(device: &Device, ca: &CertAuthority, port: u16) -> anyhow::Result<setup::Report> {
+pub fn setup_device(
+    device: &Device,
+    ca: &CertAuthority,
+    port: u16,
+) -> anyhow::Result<setup::Report> {
     let mut report = setup::Report::default();
     report.done.push(format!("checked the device: {device}"));
     setup::install_ca(device, ca, &mut report)?;
@@ -410,7 +414,10 @@ pub(crate) mod fake {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
         let fake = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/android/fake-adb");
         let mut script = String::from("#!/bin/sh\n");
-        script.push_str(&format!("export FAKE_ADB_LOG='{}/log'\n", dir.path().display()));
+        script.push_str(&format!(
+            "export FAKE_ADB_LOG='{}/log'\n",
+            dir.path().display()
+        ));
         for (key, value) in vars {
             script.push_str(&format!("export {key}='{value}'\n"));
         }

@@ -11,7 +11,10 @@ pub enum ParcelString {
     Null,
     /// The service threw; `code` is the Parcel exception code (-1 is
     /// `SecurityException`), `message` its text.
-    Exception { code: i32, message: String },
+    Exception {
+        code: i32,
+        message: String,
+    },
 }
 
 /// Decodes the reply of `service call SERVICE CODE ...` for a method
@@ -264,7 +267,8 @@ mod tests {
 
     #[test]
     fn lists_packages_with_crlf() {
-        let text = "package:com.example.app\r\npackage:org.mozilla.firefox\r\n\r\nWARNING: linker\r\n";
+        let text =
+            "package:com.example.app\r\npackage:org.mozilla.firefox\r\n\r\nWARNING: linker\r\n";
         assert_eq!(
             parse_packages(text),
             vec!["com.example.app", "org.mozilla.firefox"]

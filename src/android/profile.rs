@@ -132,7 +132,9 @@ pub fn read(device: &Device, options: &Options) -> anyhow::Result<Reading> {
     read_adid(device, &mut reading)?;
     read_telephony(device, &mut reading)?;
 
-    let mac = device.adb.shell_output("cat /sys/class/net/wlan0/address")?;
+    let mac = device
+        .adb
+        .shell_output("cat /sys/class/net/wlan0/address")?;
     if mac.success() && !mac.stdout.trim().is_empty() {
         reading.checked("mac", &mac.stdout);
         if let Some(Outcome::Read(Value::Text(value))) = reading.get("mac")
@@ -167,14 +169,20 @@ pub fn read(device: &Device, options: &Options) -> anyhow::Result<Reading> {
 
     let serial = device.adb.shell("getprop ro.serialno")?;
     if serial.trim().is_empty() {
-        reading.push("serial", Outcome::NotRead("ro.serialno is empty".to_string()));
+        reading.push(
+            "serial",
+            Outcome::NotRead("ro.serialno is empty".to_string()),
+        );
     } else {
         reading.checked("serial", &serial);
     }
 
     let model = device.adb.shell("getprop ro.product.model")?;
     if model.trim().is_empty() {
-        reading.push("model", Outcome::NotRead("ro.product.model is empty".to_string()));
+        reading.push(
+            "model",
+            Outcome::NotRead("ro.product.model is empty".to_string()),
+        );
     } else {
         reading.checked("model", &clean(&model));
     }
@@ -212,8 +220,8 @@ fn read_adid(device: &Device, reading: &mut Reading) -> anyhow::Result<()> {
         return Ok(());
     }
     let path = "/data/data/com.google.android.gms/shared_prefs/adid_settings.xml";
-    let xml = device.root_shell(&format!("cat {path}"))?;
-    match parse::parse_adid(&xml) {
+    let xml = device.shell_maybe_root(&format!("cat {path}"))?;
+    match parse::parse_adid(&xml.stdout) {
         Some(adid) => reading.checked("adid", &adid),
         None => reading.push(
             "adid",
@@ -267,12 +275,9 @@ fn read_telephony(device: &Device, reading: &mut Reading) -> anyhow::Result<()> 
             continue;
         }
         let command = format!("service call iphonesubinfo {code} s16 com.android.shell{extra}");
-        let reply = if device.has_root() {
-            device.root_shell(&command)?
-        } else {
-            device.adb.shell(&command)?
-        };
-        match parse::parse_parcel_string(&reply) {
+        // Wi-Fi-only devices have no such service: that is "not read".
+        let reply = device.shell_maybe_root(&command)?;
+        match parse::parse_parcel_string(&reply.stdout) {
             Ok(ParcelString::Value(value)) if value.trim().is_empty() => reading.push(
                 key,
                 Outcome::NotRead("empty (the SIM does not store it)".to_string()),
@@ -358,8 +363,8 @@ fn read_location(
     geo: Option<(f64, f64)>,
     reading: &mut Reading,
 ) -> anyhow::Result<()> {
-    let dump = device.adb.shell("dumpsys location")?;
-    let found = parse::parse_location(&dump);
+    let dump = device.adb.shell_output("dumpsys location")?;
+    let found = parse::parse_location(&dump.stdout);
     let (outcome, note) = match (found, geo) {
         (Some((lat, lon)), Some((want_lat, want_lon)))
             if (lat - want_lat).abs() > 0.0005 || (lon - want_lon).abs() > 0.0005 =>
@@ -403,11 +408,7 @@ pub fn check_location(lat: f64, lon: f64) -> Outcome {
     let text = format!("location = {{ lat = {lat:?}, lon = {lon:?} }}\n");
     match DeviceProfile::from_toml(&text, "location") {
         Ok(_) => Outcome::Read(Value::Location(lat, lon)),
-        Err(err) => Outcome::Rejected(
-            err.to_string()
-                .trim_start_matches("location: ")
-                .to_string(),
-        ),
+        Err(err) => Outcome::Rejected(err.to_string().trim_start_matches("location: ").to_string()),
     }
 }
 
@@ -502,60 +503,5 @@ pub fn write(path: &Path, text: &str, force: bool) -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn meid_and_mac_bits() {
-        assert!(looks_like_meid("A0000049123456"));
-        assert!(!looks_like_meid("35824005111111"));
-        assert!(!looks_like_meid("358240051111110"));
-        assert!(locally_administered("02:1a:11:f0:3c:77"));
-        assert!(locally_administered("da:a1:19:00:00:01"));
-        assert!(!locally_administered("a4:2b:b0:c1:d2:e3"));
-        assert!(!locally_administered(""));
-    }
-
-    #[test]
-    fn locations_are_checked_like_the_loader() {
-        assert_eq!(
-            check_location(48.85837, 2.294481),
-            Outcome::Read(Value::Location(48.85837, 2.294481))
-        );
-        assert!(matches!(check_location(0.0, 0.0), Outcome::Rejected(r) if r.contains("placeholder")));
-        assert!(matches!(check_location(91.0, 0.0), Outcome::Rejected(_)));
-        assert!(matches!(check_location(f64::NAN, 1.0), Outcome::Rejected(_)));
-    }
-
-    #[test]
-    fn strings_are_escaped() {
-        assert_eq!(toml_string("Pixel 7"), "\"Pixel 7\"");
-        let odd = toml_string("a\"b\\c");
-        let parsed: toml::Table = format!("model = {odd}").parse().unwrap_or_default();
-        assert_eq!(parsed.get("model").and_then(|v| v.as_str()), Some("a\"b\\c"));
-    }
-}
-
-#[cfg(test)]
-mod fake_tests {
-    use super::*;
-    use crate::android::{device, fake};
-
-    #[test]
-    fn reads_and_renders_a_rooted_api29_emulator() -> anyhow::Result<()> {
-        let (_dir, adb) = fake::adb(&[("FAKE_ADB_API", "29")]);
-        let device = device::connect(adb)?;
-        let reading = read(&device, &Options::default())?;
-        let imei = Outcome::Read(Value::Text("358240051111110".into()));
-        assert_eq!(reading.get("imei"), Some(&imei));
-        assert!(matches!(
-            reading.get("bt_mac"),
-            Some(Outcome::NotRead(why)) if why.contains("not set")
-        ));
-        let text = render(&device, &reading)?;
-        let profile = DeviceProfile::from_toml(&text, "test")?;
-        assert_eq!(profile.model(), Some("Android SDK built for x86_64"));
-        assert_eq!(profile.installed_apps().len(), 4);
-        Ok(())
-    }
-}
+#[path = "profile_tests.rs"]
+mod tests;

@@ -218,7 +218,8 @@ mod tests {
 
     #[test]
     fn reads_counts() {
-        let out = "noise\nleakscope-ca: installed 1a2b3c4d.0 (zygotes: 2, running apps: 57, missed: 1)";
+        let out =
+            "noise\nleakscope-ca: installed 1a2b3c4d.0 (zygotes: 2, running apps: 57, missed: 1)";
         assert_eq!(installed_counts(out), Some((2, 57, 1)));
         assert_eq!(installed_counts("leakscope-ca: FAILED: x"), None);
         assert_eq!(installed_counts(""), None);

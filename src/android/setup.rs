@@ -87,7 +87,9 @@ pub fn install_ca(
 /// A remount that first disables verity asks for a reboot: that is an
 /// error, because nothing can be installed until the device restarts.
 fn remount(device: &Device) -> anyhow::Result<Result<(), String>> {
-    let out = device.adb.run_with(&["remount"], Duration::from_secs(120))?;
+    let out = device
+        .adb
+        .run_with(&["remount"], Duration::from_secs(120))?;
     let said = out.summary();
     let lower = said.to_ascii_lowercase();
     if lower.contains("remount succeeded") || (out.success() && !lower.contains("reboot")) {
@@ -168,9 +170,9 @@ fn user_store(
     why: &str,
 ) -> anyhow::Result<()> {
     device.adb.push(&ca.files().cert_der, USER_CERT_PATH)?;
-    report.done.push(format!(
-        "copied the CA certificate to {USER_CERT_PATH}"
-    ));
+    report
+        .done
+        .push(format!("copied the CA certificate to {USER_CERT_PATH}"));
     // Android 11 stopped installing CA certificates from the install intent
     // (it only shows a "install it from Settings" dialog), so it opens the
     // security settings there.
@@ -179,11 +181,12 @@ fn user_store(
     } else {
         "android.credentials.INSTALL"
     };
-    let out = device.adb.shell(&format!("am start -a {action}"))?;
-    if out.contains("Error") {
+    // Not opening the screen is no reason to stop: the steps are printed.
+    let out = device.adb.shell_output(&format!("am start -a {action}"))?;
+    if !out.success() || out.stdout.contains("Error") {
         report.notes.push(format!(
             "could not open the settings screen ({}); open Settings yourself",
-            clean(&out)
+            out.summary()
         ));
     } else {
         report

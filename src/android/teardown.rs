@@ -12,11 +12,7 @@ use std::time::Duration;
 /// Undoes setup on `device`. `ca` is the CA setup installed, if it can be
 /// loaded (only its file name in the system store depends on it); `port`
 /// the one setup forwarded.
-pub fn teardown(
-    device: &Device,
-    ca: Option<&CertAuthority>,
-    port: u16,
-) -> anyhow::Result<Report> {
+pub fn teardown(device: &Device, ca: Option<&CertAuthority>, port: u16) -> anyhow::Result<Report> {
     let mut report = Report::default();
     // `:0` clears the proxy at once; `settings delete` only after a reboot.
     let out = device.adb.shell("settings put global http_proxy :0")?;
@@ -32,10 +28,9 @@ pub fn teardown(
 
     if !device.emulator {
         let spec = format!("tcp:{port}");
-        let out = device.adb.run_with(
-            &["reverse", "--remove", &spec],
-            super::adb::DEFAULT_TIMEOUT,
-        )?;
+        let out = device
+            .adb
+            .run_with(&["reverse", "--remove", &spec], super::adb::DEFAULT_TIMEOUT)?;
         if out.success() {
             report
                 .done
@@ -77,8 +72,10 @@ fn remove_ca(
         let text = script::tmpfs_script(&hash, device.sdk >= 34)
             .with_context(|| format!("the CA hash {hash:?} is not 8 hex digits"))?;
         super::setup::push_text(device, &text, SCRIPT_PATH)?;
-        let out = device
-            .root_shell_timeout(&format!("sh {SCRIPT_PATH} remove"), Duration::from_secs(300))?;
+        let out = device.root_shell_timeout(
+            &format!("sh {SCRIPT_PATH} remove"),
+            Duration::from_secs(300),
+        )?;
         if !out.contains(REMOVED_MARKER) {
             bail!(
                 "the trust-store script on the device failed: {}; reboot the device to remove \

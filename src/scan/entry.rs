@@ -67,7 +67,9 @@ pub fn parse_time(text: &str) -> Option<(OffsetDateTime, bool)> {
     OffsetDateTime::parse(text, &Rfc3339)
         .or_else(|_| OffsetDateTime::parse(text, &Iso8601::DEFAULT))
         .map(|t| (t, false))
-        .or_else(|_| PrimitiveDateTime::parse(text, &Iso8601::DEFAULT).map(|t| (t.assume_utc(), true)))
+        .or_else(|_| {
+            PrimitiveDateTime::parse(text, &Iso8601::DEFAULT).map(|t| (t.assume_utc(), true))
+        })
         .ok()
 }
 
@@ -94,8 +96,11 @@ pub fn convert(
         warnings.push(start_path.problem("no UTC offset; UTC assumed"));
     }
     let request_path = path.key("request");
-    let (request, request_body, request_encoding) =
-        convert_request(entry.request.required(&request_path)?, &request_path, &mut warnings)?;
+    let (request, request_body, request_encoding) = convert_request(
+        entry.request.required(&request_path)?,
+        &request_path,
+        &mut warnings,
+    )?;
 
     let response_path = path.key("response");
     let (response, error) = match entry.response.lenient(&response_path, &mut warnings) {
@@ -108,7 +113,9 @@ pub fn convert(
     let messages = raw_messages.map_or_else(Vec::new, |list| {
         messages(list, start, total_ms, &ws_path, &mut warnings)
     });
-    let resource_type = entry.resource_type.lenient(&path.key("_resourceType"), &mut warnings);
+    let resource_type = entry
+        .resource_type
+        .lenient(&path.key("_resourceType"), &mut warnings);
     let websocket = resource_type.is_some_and(|t| t.0.eq_ignore_ascii_case("websocket"))
         || !messages.is_empty()
         || request.url.starts_with("ws://")
@@ -142,11 +149,14 @@ pub fn convert(
     Ok((scan_entry, warnings))
 }
 
+/// The request record, its body, and the coding to undo on the body.
+type RequestParts = (RequestRecord, Option<Vec<u8>>, Option<String>);
+
 fn convert_request(
     request: Request,
     path: &JsonPath<'_>,
     warnings: &mut Vec<Problem>,
-) -> Result<(RequestRecord, Option<Vec<u8>>, Option<String>), Problem> {
+) -> Result<RequestParts, Problem> {
     let url_path = path.key("url");
     let url = request.url.required(&url_path)?;
     if url.trim().is_empty() {
@@ -157,8 +167,9 @@ fn convert_request(
     // the headers. A live session never sees them as headers, and `:path`
     // would report every URL finding a second time; they only help to
     // complete a relative URL.
-    let (pseudo, headers): (Vec<Header>, Vec<Header>) =
-        all_headers.into_iter().partition(|h| h.name.starts_with(':'));
+    let (pseudo, headers): (Vec<Header>, Vec<Header>) = all_headers
+        .into_iter()
+        .partition(|h| h.name.starts_with(':'));
     let target = locate(&url, &headers, &pseudo).ok_or_else(|| {
         url_path.problem(format!(
             "{url:?} has no host (not an absolute URL, and no Host header to complete it)"
@@ -172,7 +183,9 @@ fn convert_request(
             "GET".to_owned()
         }
     };
-    let version = request.http_version.lenient(&path.key("httpVersion"), warnings);
+    let version = request
+        .http_version
+        .lenient(&path.key("httpVersion"), warnings);
     let body = request
         .post_data
         .lenient(&path.key("postData"), warnings)
@@ -214,7 +227,9 @@ fn convert_response(
         return (None, Some(format!("no response in the HAR ({why})")));
     }
     let headers = headers(response.headers, &path.key("headers"), warnings);
-    let version = response.http_version.lenient(&path.key("httpVersion"), warnings);
+    let version = response
+        .http_version
+        .lenient(&path.key("httpVersion"), warnings);
     let content_path = path.key("content");
     let body = response
         .content

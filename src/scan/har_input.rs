@@ -24,21 +24,16 @@ use std::io::{self, BufRead, BufReader};
 use std::path::Path;
 
 /// A member of a HAR object as found in the file.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum Field<T> {
     /// The member is absent.
+    #[default]
     Missing,
     /// The member is `null` (mitmproxy writes that for unknown values).
     Null,
     /// The member has a value this model cannot use; the text says why.
     Invalid(String),
     Present(T),
-}
-
-impl<T> Default for Field<T> {
-    fn default() -> Self {
-        Field::Missing
-    }
 }
 
 impl<T> Field<T> {
@@ -133,7 +128,10 @@ impl<'de> Deserialize<'de> for Text {
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
-#[serde(default, expecting = "a HAR document: a JSON object with a `log` member")]
+#[serde(
+    default,
+    expecting = "a HAR document: a JSON object with a `log` member"
+)]
 pub struct HarFile {
     pub log: Option<Log>,
 }
@@ -410,6 +408,7 @@ pub enum HarError {
 }
 
 /// The parts of a HAR file the scan uses.
+#[derive(Debug)]
 pub struct HarLog {
     pub creator: Option<String>,
     pub pages: Field<Vec<Field<Page>>>,
@@ -435,7 +434,10 @@ pub fn read_har(mut reader: impl BufRead, file: &str) -> Result<HarLog, HarError
     };
     let head = reader.fill_buf().map_err(read_error)?;
     let parsed = match head {
-        [0x1f, 0x8b, ..] => parse(BufReader::new(flate2::bufread::GzDecoder::new(reader)), file),
+        [0x1f, 0x8b, ..] => parse(
+            BufReader::new(flate2::bufread::GzDecoder::new(reader)),
+            file,
+        ),
         // A zlib header (RFC 1950: deflate method, header checksum); JSON
         // cannot start with these bytes, so nothing valid is misread.
         [cmf, flg, ..] if cmf & 0x0f == 8 && (u16::from(*cmf) << 8 | u16::from(*flg)) % 31 == 0 => {

@@ -15,17 +15,14 @@ fn a_minimal_har_reads_with_its_creator() {
     let log = read(MINIMAL).unwrap();
     assert_eq!(log.entries.len(), 1);
     assert_eq!(log.creator.as_deref(), Some("t 1"));
-    assert_eq!(log.pages, Field::Missing);
+    assert!(matches!(log.pages, Field::Missing));
 }
 
 #[test]
 fn json_syntax_errors_name_the_file_line_and_column() {
     let err = read("{\n  \"log\": {\n    \"entries\": [,]\n  }\n}").unwrap_err();
     let text = err.to_string();
-    assert!(
-        matches!(err, HarError::Syntax { line: 3, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, HarError::Syntax { line: 3, .. }), "{err:?}");
     assert!(text.starts_with("cap.har:3:"), "{text}");
     assert!(text.contains("not valid JSON"), "{text}");
     assert!(!text.contains(" at line "), "position said twice: {text}");
@@ -35,7 +32,10 @@ fn json_syntax_errors_name_the_file_line_and_column() {
 fn empty_and_cut_off_files_say_so() {
     for text in ["", "   ", &MINIMAL[..MINIMAL.len() / 2]] {
         let err = read(text).unwrap_err();
-        assert!(matches!(err, HarError::Truncated { .. }), "{text:?}: {err:?}");
+        assert!(
+            matches!(err, HarError::Truncated { .. }),
+            "{text:?}: {err:?}"
+        );
         assert!(err.to_string().contains("ends early"), "{err}");
     }
 }
@@ -100,23 +100,24 @@ fn odd_members_stay_readable_and_say_why() {
     let Some(Field::Present(first)) = entries.next() else {
         panic!("first entry")
     };
-    assert!(matches!(first.started_date_time, Field::Invalid(ref why) if why.contains("expected a string")));
+    assert!(
+        matches!(first.started_date_time, Field::Invalid(ref why) if why.contains("expected a string"))
+    );
     assert_eq!(first.time, Field::Null);
     let request = first.request.present().unwrap();
     assert!(matches!(request.url, Field::Invalid(_)));
     assert!(matches!(entries.next(), Some(Field::Invalid(_))));
-    let Some(Field::Invalid(why)) = entries.next() else {
+    // A repeated member: the last one counts, as in most JSON readers.
+    let Some(Field::Present(third)) = entries.next() else {
         panic!("duplicate member")
     };
-    assert!(why.contains("duplicate field"), "{why}");
+    let request = third.request.present().unwrap();
+    assert_eq!(request.url, Field::Present("v".to_owned()));
 }
 
 #[test]
 fn scalars_are_text() {
-    let log = read(
-        r#"{"log": {"pages": [{"id": 7, "title": true}], "entries": []}}"#,
-    )
-    .unwrap();
+    let log = read(r#"{"log": {"pages": [{"id": 7, "title": true}], "entries": []}}"#).unwrap();
     let Field::Present(pages) = log.pages else {
         panic!("pages")
     };

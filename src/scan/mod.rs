@@ -45,6 +45,7 @@ use entry::ScanEntry;
 use har_input::{JsonPath, Problem};
 use phases::{PhasePoint, PhaseSource, Timeline};
 use std::collections::BTreeMap;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
@@ -166,7 +167,12 @@ pub fn scan(options: &ScanOptions) -> anyhow::Result<ScanSummary> {
             .present()
             .and_then(|e| e.pageref.present())
             .map(|t| t.0.as_str());
-        (start.is_none(), *start, timeline.page_order(pageref), *index)
+        (
+            start.is_none(),
+            *start,
+            timeline.page_order(pageref),
+            *index,
+        )
     });
 
     let tally = Tally::default();
@@ -211,7 +217,17 @@ pub fn scan(options: &ScanOptions) -> anyhow::Result<ScanSummary> {
                     session.switch.switch_at(change.phase, change.since);
                 }
                 capture_end = capture_end.max(scan_entry.timing.end.unwrap_or(start));
-                replay(&session.pipeline, scan_entry);
+                // A bug in a detector must cost one entry, not the whole
+                // scan; the flow is still recorded as its LiveFlow drops.
+                let pipeline = &session.pipeline;
+                let replayed =
+                    panic::catch_unwind(AssertUnwindSafe(|| replay(pipeline, scan_entry)));
+                if let Err(payload) = replayed {
+                    problems.push(path.problem(format!(
+                        "internal error while scanning this entry ({}); its findings may be incomplete, please report it",
+                        panic_text(payload.as_ref())
+                    )));
+                }
                 flows += 1;
             }
         }
@@ -270,7 +286,12 @@ fn replay(pipeline: &Pipeline, entry: ScanEntry) {
     flow.timing.start = entry.timing.start;
     flow.request = Some(entry.request);
     let live = pipeline.open(flow, entry.request_encoding.as_deref());
-    for chunk in entry.request_body.as_deref().unwrap_or_default().chunks(CHUNK) {
+    for chunk in entry
+        .request_body
+        .as_deref()
+        .unwrap_or_default()
+        .chunks(CHUNK)
+    {
         live.request_chunk(chunk);
     }
     live.body_end(Direction::Upstream);
@@ -288,7 +309,10 @@ fn replay(pipeline: &Pipeline, entry: ScanEntry) {
         if let Some(time) = message.time {
             // The message's capture time, unless the body limit dropped it.
             live.edit(|flow| {
-                let ws = flow.websocket.as_mut().filter(|ws| ws.messages.len() > kept_before);
+                let ws = flow
+                    .websocket
+                    .as_mut()
+                    .filter(|ws| ws.messages.len() > kept_before);
                 if let Some(last) = ws.and_then(|ws| ws.messages.last_mut()) {
                     last.time = time;
                 }
@@ -302,6 +326,14 @@ fn replay(pipeline: &Pipeline, entry: ScanEntry) {
     // replace them.
     let timing = entry.timing;
     live.edit(|flow| flow.timing = timing);
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("panic")
 }
 
 fn refuse_existing_session(out: &Path) -> anyhow::Result<()> {
@@ -385,8 +417,10 @@ fn note_points_outside(
 }
 
 fn source_name(har: &Path) -> String {
-    har.file_name()
-        .map_or_else(|| har.display().to_string(), |n| n.to_string_lossy().into_owned())
+    har.file_name().map_or_else(
+        || har.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// `session.json` says when the sink closed, which for a scan is when the

@@ -68,10 +68,7 @@ pub fn phase_named(text: &str) -> Option<ConsentPhase> {
 }
 
 /// The phase pages of a HAR, each with the moment it began.
-pub fn from_pages(
-    pages: Field<Vec<Field<Page>>>,
-    warnings: &mut Vec<Problem>,
-) -> Vec<PhasePoint> {
+pub fn from_pages(pages: Field<Vec<Field<Page>>>, warnings: &mut Vec<Problem>) -> Vec<PhasePoint> {
     let path = JsonPath::root("log");
     let path = path.key("pages");
     let Some(pages) = pages.lenient(&path, warnings) else {
@@ -85,7 +82,10 @@ pub fn from_pages(
         };
         let id = page.id.present().map(|t| t.0.clone());
         let title = page.title.present().map(|Text(t)| t.as_str());
-        let Some(phase) = id.as_deref().and_then(phase_named).or_else(|| title.and_then(phase_named))
+        let Some(phase) = id
+            .as_deref()
+            .and_then(phase_named)
+            .or_else(|| title.and_then(phase_named))
         else {
             continue;
         };
@@ -226,7 +226,10 @@ impl Timeline {
         });
         match target {
             Some(t) if t >= self.next => {
-                let changes = self.points[self.next..=t].iter().map(|p| p.change).collect();
+                let changes = self.points[self.next..=t]
+                    .iter()
+                    .map(|p| p.change)
+                    .collect();
                 self.next = t + 1;
                 changes
             }

@@ -4,5 +4,5 @@ pub mod findings;
 pub mod flow_log;
 pub mod har;
 pub mod har_model;
-pub mod terminal;
 pub mod session_info;
+pub mod terminal;

@@ -104,7 +104,8 @@ async fn answer(req: Request<Incoming>, page: &str) -> Response<Full<Bytes>> {
         (Method::GET, "/") => reply(StatusCode::OK, "text/html; charset=utf-8", page.into()),
         (Method::GET, "/collect") => {
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            gz.write_all(COLLECT_JSON.as_bytes()).expect("gzip into a Vec");
+            gz.write_all(COLLECT_JSON.as_bytes())
+                .expect("gzip into a Vec");
             let mut res = reply(
                 StatusCode::OK,
                 "application/json",
@@ -127,7 +128,10 @@ async fn answer(req: Request<Incoming>, page: &str) -> Response<Full<Bytes>> {
 /// Installs chrome-har-capturer from the committed lock file if needed.
 fn ensure_capturer() {
     let dir = scan_dir();
-    if dir.join("node_modules/chrome-har-capturer/package.json").exists() {
+    if dir
+        .join("node_modules/chrome-har-capturer/package.json")
+        .exists()
+    {
         return;
     }
     let status = Command::new("npm")
@@ -155,7 +159,9 @@ pub async fn capture_with_chromium(out: &Path) {
         .expect("running node (install Node.js)");
     assert!(
         run.status.success(),
-        "capture-chromium.js failed (is Debian's `chromium` installed?):\n{}",
+        "capture-chromium.js: {} (is Debian's `chromium` installed?)\n{}{}",
+        run.status,
+        String::from_utf8_lossy(&run.stdout),
         String::from_utf8_lossy(&run.stderr)
     );
 }
@@ -169,7 +175,9 @@ pub fn capture_with_mitmproxy(out: &Path) {
         .expect("running sh");
     assert!(
         run.status.success(),
-        "mitmproxy-hardump.sh failed (needs python3 with venv, pip access and curl):\n{}",
+        "mitmproxy-hardump.sh: {} (needs python3 with venv, pip access and curl)\n{}{}",
+        run.status,
+        String::from_utf8_lossy(&run.stdout),
         String::from_utf8_lossy(&run.stderr)
     );
 }
