@@ -224,8 +224,14 @@ impl<'d> MessageScan<'d> {
             }
         };
         let from = start.saturating_sub(CONTEXT as u64).max(window_start);
-        let to = (end + CONTEXT as u64).min(window_end);
+        // A detector may settle a match after its bytes left the kept
+        // window (whole-message rules, look-ahead): then there is no
+        // context to show, only the value's name.
+        let to = (end + CONTEXT as u64).min(window_end).max(from);
         let (start, end) = (start.clamp(from, to), end.clamp(from, to));
+        if start == end && !self.detectors.redact {
+            return format!("[{identifier}: outside the kept context]");
+        }
         let text = |a: u64, b: u64| -> String {
             let bytes: Vec<u8> = (a..b).map(byte_at).collect();
             printable(&bytes)

@@ -26,6 +26,7 @@
 //! the file), each dropped once replayed; bodies are captured up to
 //! `--body-limit` as live.
 
+pub mod body;
 pub mod entry;
 pub mod har_input;
 pub mod phases;
