@@ -322,6 +322,26 @@ fn curl_through_the_proxy_with_its_ca() {
         done.stdout
     );
 
+    // Every session leaves the whole evidence set behind.
+    for file in [
+        "findings.jsonl",
+        "session.har",
+        "session.json",
+        "report.html",
+        "summary.json",
+    ] {
+        let path = dir.path().join("out").join(file);
+        assert!(path.is_file(), "{} missing after run", path.display());
+    }
+    let har: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("out").join("session.har")).unwrap(),
+    )
+    .expect("session.har is JSON");
+    assert_eq!(
+        har["log"]["entries"].as_array().map(Vec::len),
+        Some(2),
+        "both flows in the HAR"
+    );
     let jsonl = std::fs::read_to_string(dir.path().join("out").join("flows.jsonl")).unwrap();
     let flows: Vec<serde_json::Value> = jsonl
         .lines()
