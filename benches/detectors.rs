@@ -52,7 +52,7 @@ impl Rng {
         items[self.below(items.len())]
     }
 
-    fn string_of(&mut self, set: &[u8], min: usize, extra: usize) -> String {
+    fn chars_from(&mut self, set: &[u8], min: usize, extra: usize) -> String {
         let len = min + self.below(extra + 1);
         (0..len)
             .map(|_| char::from(set[self.below(set.len())]))
@@ -60,15 +60,15 @@ impl Rng {
     }
 
     fn word(&mut self, min: usize, extra: usize) -> String {
-        self.string_of(b"abcdefghijklmnopqrstuvwxyz", min, extra)
+        self.chars_from(b"abcdefghijklmnopqrstuvwxyz", min, extra)
     }
 
     fn digits(&mut self, min: usize, extra: usize) -> String {
-        self.string_of(b"0123456789", min, extra)
+        self.chars_from(b"0123456789", min, extra)
     }
 
     fn hex(&mut self, len: usize) -> String {
-        self.string_of(b"0123456789abcdef", len, 0)
+        self.chars_from(b"0123456789abcdef", len, 0)
     }
 
     fn uuid(&mut self) -> String {
@@ -156,7 +156,7 @@ fn form_body(rng: &mut Rng) -> String {
          X-Request-Id: {}\r\nAuthorization: Bearer {}\r\n\r\n",
         rng.pick(HOSTS),
         rng.uuid(),
-        rng.string_of(
+        rng.chars_from(
             b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
             40,
             20
@@ -313,6 +313,9 @@ fn bench(c: &mut Criterion) {
     let d = detectors();
     let records = corpus();
     let whole: Vec<u8> = records.concat();
+    if let Ok(path) = std::env::var("DUMP_CORPUS") {
+        let _ = std::fs::write(path, &whole);
+    }
     let hits = pipeline(&d, &whole);
     eprintln!(
         "detectors: {} bytes in {} records; matches: known {}, patterns {}, keys {}; \

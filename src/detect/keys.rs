@@ -520,7 +520,10 @@ impl Aliases {
     /// True if `key` (any spelling) equals an alias or ends with one, by the
     /// token rules of [`key_tokens`].
     pub fn matches(&self, key: &str) -> bool {
-        key_suffixes(key).any(|(suffix, _)| self.suffix.contains(&suffix))
+        match NormalizedKey::new(key) {
+            Some(k) => k.suffixes().any(|(suffix, _)| self.suffix.contains(suffix)),
+            None => key_suffixes(key).any(|(suffix, _)| self.suffix.contains(&suffix)),
+        }
     }
 }
 
@@ -587,6 +590,11 @@ pub(crate) fn key_suffixes(key: &str) -> impl Iterator<Item = (String, bool)> {
     let start = tokens.len().saturating_sub(32);
     (start..tokens.len()).map(move |i| (tokens[i..].concat(), i == 0))
 }
+
+#[path = "keys_normalize.rs"]
+mod normalize;
+
+pub(crate) use normalize::NormalizedKey;
 
 #[cfg(test)]
 #[path = "keys_tests.rs"]

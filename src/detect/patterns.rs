@@ -35,7 +35,6 @@ use std::collections::{HashMap, HashSet};
 use regex::bytes::Regex as BytesRegex;
 
 use super::Confidence;
-use super::keys::normalize_key;
 use super::rules::{PatternRule, RuleSet};
 use super::secret::Secret;
 
@@ -131,6 +130,9 @@ pub struct PatternScanner {
     scan: Vec<ScanRule>,
     /// For kinds with pair rules: kind index and its groups, in rule order.
     pair_kinds: Vec<(usize, Vec<String>)>,
+    prepass: Prepass,
+    /// Rules the pre-pass does not cover, searched the plain way.
+    plain: Vec<usize>,
 }
 
 impl PatternScanner {
@@ -154,11 +156,30 @@ impl PatternScanner {
                 pair_kinds.push((kind, groups));
             }
         }
+        let prepass = Prepass::new(
+            scan.iter()
+                .map(|s| (s.rule.regex.as_str(), &s.rule.before, &s.rule.after)),
+        );
+        let plain = (0..scan.len())
+            .filter(|i| !prepass.rules.contains(i))
+            .collect();
         PatternScanner {
             rules: rules.clone(),
             scan,
             pair_kinds,
+            prepass,
+            plain,
         }
+    }
+
+    /// The same rules with the pre-pass off: every rule searched the plain
+    /// way. The reference the pre-pass is tested against.
+    #[cfg(test)]
+    fn plain_only(rules: &RuleSet) -> PatternScanner {
+        let mut scanner = PatternScanner::new(rules);
+        scanner.prepass = Prepass::new(std::iter::empty());
+        scanner.plain = (0..scanner.scan.len()).collect();
+        scanner
     }
 
     /// A stream for one message.
@@ -168,6 +189,7 @@ impl PatternScanner {
             buf: Vec::new(),
             buf_start: 0,
             next: vec![0; self.scan.len()],
+            pre_next: 0,
             unscanned: 0,
             pairs: HashMap::new(),
             lists: HashMap::new(),
@@ -191,6 +213,9 @@ struct ListState {
     end: u64,
 }
 
+/// A hit that passed every check: rule index, (value, list group), span.
+type Accepted = (usize, (String, String), (u64, u64));
+
 /// Scanning state for one message. Feed chunks in order, then call
 /// [`finish`](PatternStream::finish) once; after that the stream ignores
 /// further input (start a new stream for the next message).
@@ -200,8 +225,10 @@ pub struct PatternStream<'a> {
     /// `buf_start`.
     buf: Vec<u8>,
     buf_start: u64,
-    /// Per rule: message offset where its next search starts.
+    /// Per rule: message offset where its next match may start.
     next: Vec<u64>,
+    /// Message offset where the pre-pass resumes.
+    pre_next: u64,
     unscanned: usize,
     /// First held hit per (kind, pair group).
     pairs: HashMap<(usize, String), Held>,
@@ -209,7 +236,6 @@ pub struct PatternStream<'a> {
     lists: HashMap<(usize, String), ListState>,
     finished: bool,
 }
-
 impl PatternStream<'_> {
     /// Feeds the next chunk of the message. Matches decided by this chunk are
     /// passed to `on_match` in message order; matches near the end of the
@@ -295,44 +321,27 @@ impl PatternStream<'_> {
     fn scan(&mut self, final_: bool, on_match: &mut dyn FnMut(PatternMatch)) {
         self.unscanned = 0;
         let scanner = self.scanner;
-        let data_end = self.buf_start + self.buf.len() as u64;
+        let base = self.buf_start;
+        let data_end = base + self.buf.len() as u64;
         let limit = if final_ {
             u64::MAX
         } else {
             (data_end + 1).saturating_sub(LOOKAHEAD as u64)
         };
+        let decided = limit.min(data_end);
+        let mut accepted: Vec<Accepted> = Vec::new();
+        let from = (self.pre_next.max(base) - base) as usize;
+        let to = decided.saturating_sub(base) as usize;
+        if from < to {
+            self.prepass(from, to, &mut accepted);
+        }
+        self.pre_next = self.pre_next.max(decided);
+        for &i in &scanner.plain {
+            self.plain_search(i, limit, &mut accepted);
+        }
         let mut found = Vec::new();
-        for (i, sr) in scanner.scan.iter().enumerate() {
-            let mut pos = (self.next[i].max(self.buf_start) - self.buf_start) as usize;
-            while pos <= self.buf.len() {
-                let Some(m) = sr.rule.regex.find_at(&self.buf, pos) else {
-                    break;
-                };
-                if self.buf_start + m.start() as u64 >= limit {
-                    break;
-                }
-                if m.is_empty() || m.len() > MAX_MATCH_LEN {
-                    pos = m.start() + 1;
-                    continue;
-                }
-                let Some((value, group)) = self.evaluate(sr, m.start(), m.end()) else {
-                    // Starts that the before-boundary refuses whatever follows
-                    // (inside a digit or hex run) are skipped without asking
-                    // the regex again.
-                    pos = m.start() + 1;
-                    while pos < self.buf.len() && blocked_before(&sr.rule, &self.buf, pos) {
-                        pos += 1;
-                    }
-                    continue;
-                };
-                pos = m.end();
-                let (start, end) = (
-                    self.buf_start + m.start() as u64,
-                    self.buf_start + m.end() as u64,
-                );
-                self.accept(i, sr, (value, group), (start, end), &mut found);
-            }
-            self.next[i] = (self.buf_start + pos as u64).max(limit.min(data_end));
+        for (i, hit, span) in accepted {
+            self.accept(i, &scanner.scan[i], hit, span, &mut found);
         }
         // One value, one identity: when several kinds claim the same span
         // (a Luhn-valid 454… number is an IMEI shape and an IMSI shape),
@@ -360,12 +369,78 @@ impl PatternStream<'_> {
         }
 
         if !final_ {
-            let first = self.next.iter().copied().min().unwrap_or(limit).min(limit);
-            let keep_from = first.saturating_sub(LOOKBEHIND as u64).max(self.buf_start);
-            let drop = (keep_from - self.buf_start) as usize;
-            self.buf.drain(..drop);
+            let plain_next = scanner.plain.iter().map(|&i| self.next[i]).min();
+            let first = plain_next.unwrap_or(u64::MAX).min(self.pre_next).min(limit);
+            let keep_from = first.saturating_sub(LOOKBEHIND as u64).max(base);
+            self.buf.drain(..(keep_from - base) as usize);
             self.buf_start = keep_from;
         }
+    }
+
+    /// Runs the pre-pass over `buf[from..to]` for the rules it covers.
+    fn prepass(&mut self, from: usize, to: usize, accepted: &mut Vec<Accepted>) {
+        let scanner = self.scanner;
+        let pre = &scanner.prepass;
+        let (buf, base, next) = (&self.buf[..], self.buf_start, &mut self.next);
+        pre.candidates(buf, from, to, |p, mut mask| {
+            // The key before `p` is the same for every rule: look it up once.
+            let mut key = None;
+            while mask != 0 {
+                let bit = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                let i = pre.rules[bit];
+                let sr = &scanner.scan[i];
+                if base + (p as u64) < next[i] {
+                    continue;
+                }
+                let key = key.get_or_insert_with(|| KeyInfo::at(&scanner.rules, buf, p));
+                if !key.allows(&scanner.rules, sr) {
+                    continue;
+                }
+                let Some(end) = pre.probe(bit, buf, p) else {
+                    continue;
+                };
+                if let Some(hit) = evaluate(scanner, buf, sr, p, end) {
+                    next[i] = base + end as u64;
+                    accepted.push((i, hit, (base + p as u64, base + end as u64)));
+                }
+            }
+        });
+    }
+
+    /// The plain search for rule `i`, for rules the pre-pass cannot cover:
+    /// its regex over the whole window, candidate after candidate.
+    fn plain_search(&mut self, i: usize, limit: u64, accepted: &mut Vec<Accepted>) {
+        let sr = &self.scanner.scan[i];
+        let (buf, base) = (&self.buf[..], self.buf_start);
+        let data_end = base + buf.len() as u64;
+        let mut pos = (self.next[i].max(base) - base) as usize;
+        while pos <= buf.len() {
+            let Some(m) = sr.rule.regex.find_at(buf, pos) else {
+                break;
+            };
+            if base + m.start() as u64 >= limit {
+                break;
+            }
+            if m.is_empty() || m.len() > MAX_MATCH_LEN {
+                pos = m.start() + 1;
+                continue;
+            }
+            let Some(hit) = evaluate(self.scanner, buf, sr, m.start(), m.end()) else {
+                // Starts that the before-boundary refuses whatever follows
+                // (inside a digit or hex run) are skipped without asking
+                // the regex again.
+                pos = m.start() + 1;
+                while pos < buf.len() && blocked_before(&sr.rule, buf, pos) {
+                    pos += 1;
+                }
+                continue;
+            };
+            pos = m.end();
+            let span = (base + m.start() as u64, base + m.end() as u64);
+            accepted.push((i, hit, span));
+        }
+        self.next[i] = (base + pos as u64).max(limit.min(data_end));
     }
 
     /// Records an accepted hit: reported now, or held for `finish`.
@@ -412,213 +487,17 @@ impl PatternStream<'_> {
             }
         }
     }
-
-    /// Applies every check of the module docs to the candidate `buf[ms..me]`;
-    /// returns its text if it stands.
-    ///
-    /// The second string is the item's list group: the normalised key it is
-    /// assigned to, or empty when it has none or the key names its kind.
-    fn evaluate(&self, sr: &ScanRule, ms: usize, me: usize) -> Option<(String, String)> {
-        let buf = &self.buf;
-        let rule = &sr.rule;
-        if blocked_before(rule, buf, ms) {
-            return None;
-        }
-        if me < buf.len() && rule.after.contains(buf[me]) {
-            return None;
-        }
-        let bytes = &buf[ms..me];
-        if bytes.iter().all(u8::is_ascii_hexdigit) && in_hex_blob(buf, ms, me) {
-            return None;
-        }
-        let value = std::str::from_utf8(bytes).ok()?;
-        if rule.validator.is_some_and(|v| !v.check(value)) {
-            return None;
-        }
-        let rules = &self.scanner.rules;
-        if rules.is_placeholder(&rules.kinds()[sr.kind].id, value) {
-            return None;
-        }
-        let key = nearest_key(buf, ms).map(String::from_utf8_lossy);
-        let key_kind = key.as_deref().and_then(|k| rules.kind_index_for_key(k));
-        if rule.needs_key_context {
-            let confirmed = match (&rule.context_keys, key.as_deref()) {
-                (Some(aliases), Some(k)) => aliases.matches(k),
-                (None, Some(_)) => key_kind == Some(sr.kind),
-                (_, None) => false,
-            };
-            if !confirmed {
-                return None;
-            }
-        } else if let Some(k) = key.as_deref() {
-            match key_kind {
-                Some(other) if other != sr.kind => return None,
-                None if rules.is_deny_context(k) => return None,
-                _ => {}
-            }
-        }
-        // The first item of `"k": ["com.a", …]` belongs to the list, not to
-        // the key before it.
-        let group = match (key_kind, key) {
-            (None, Some(k)) if !opens_array(buf, ms) => normalize_key(&k),
-            _ => String::new(),
-        };
-        Some((value.to_string(), group))
-    }
 }
 
-fn join_truncated(items: &[String], max: usize) -> String {
-    let mut out = String::new();
-    for item in items {
-        let extra = usize::from(!out.is_empty()) + item.len();
-        if out.len() + extra > max {
-            break;
-        }
-        if !out.is_empty() {
-            out.push(',');
-        }
-        out.push_str(item);
-    }
-    out
-}
+#[path = "patterns_context.rs"]
+mod context;
+#[path = "patterns_prepass.rs"]
+mod prepass;
+#[path = "patterns_shape.rs"]
+mod shape;
 
-/// True if the all-hex candidate `buf[ms..me]` is part of a longer hex run
-/// of at least `HEX_BLOB_LEN` bytes.
-fn in_hex_blob(buf: &[u8], ms: usize, me: usize) -> bool {
-    let mut left = ms;
-    while left > ms.saturating_sub(HEX_BLOB_LEN)
-        && buf[left - 1].is_ascii_hexdigit()
-        && escaped_before(buf, left).is_none()
-    {
-        left -= 1;
-    }
-    let mut right = me;
-    let hi = (me + HEX_BLOB_LEN).min(buf.len());
-    while right < hi && buf[right].is_ascii_hexdigit() {
-        right += 1;
-    }
-    (left < ms || right > me) && right - left >= HEX_BLOB_LEN
-}
-
-/// True if no match of `rule` may start at `buf[i]` because of the byte
-/// before it. A `%XX` escape right before counts as the byte it encodes
-/// (`%22490154203237518` is a quoted IMEI).
-fn blocked_before(rule: &PatternRule, buf: &[u8], i: usize) -> bool {
-    let before = escaped_before(buf, i).or_else(|| i.checked_sub(1).map(|p| buf[p]));
-    before.is_some_and(|b| rule.before.contains(b))
-}
-
-/// The byte encoded by a `%XX` escape ending right before `buf[i]`.
-fn escaped_before(buf: &[u8], i: usize) -> Option<u8> {
-    let esc = buf.get(i.checked_sub(3)?..i)?;
-    let hex = |b: u8| (b as char).to_digit(16);
-    match (esc[0], hex(esc[1]), hex(esc[2])) {
-        (b'%', Some(h), Some(l)) => u8::try_from(h * 16 + l).ok(),
-        _ => None,
-    }
-}
-
-fn is_key_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"_.-[]".contains(&b) || b >= 0x80
-}
-
-/// Length of a quoting/spacing token ending at `buf[..i]` (a quote, space,
-/// tab, backslash, `[`, or their URL encodings), or 0.
-fn filler_before(buf: &[u8], lo: usize, i: usize, value_side: bool) -> usize {
-    if i <= lo {
-        return 0;
-    }
-    let b = buf[i - 1];
-    if b" \t\"'\\".contains(&b) || (value_side && b == b'[') {
-        return 1;
-    }
-    if i >= lo + 3 && buf[i - 3] == b'%' {
-        let code = [buf[i - 2], buf[i - 1].to_ascii_uppercase()];
-        let fillers: &[&[u8; 2]] = if value_side {
-            &[b"22", b"27", b"20", b"5B"]
-        } else {
-            &[b"22", b"27", b"20"]
-        };
-        if fillers.contains(&&code) {
-            return 3;
-        }
-    }
-    0
-}
-
-/// True if the value at `buf[s]` is the first element of an array: only
-/// quotes and spaces (plain or URL-encoded) lie between it and a `[`.
-fn opens_array(buf: &[u8], s: usize) -> bool {
-    let lo = s.saturating_sub(LOOKBEHIND);
-    let mut i = s;
-    loop {
-        let n = filler_before(buf, lo, i, false);
-        if n == 0 {
-            break;
-        }
-        i -= n;
-    }
-    i > lo && (buf[i - 1] == b'[' || escaped_before(buf, i) == Some(b'['))
-}
-
-/// The key the value starting at `buf[s]` is assigned to: the token before
-/// `=`/`:` (plain or URL-encoded), or the element name of `<key>value`,
-/// skipping quotes and spaces, ending at most `KEY_GAP` bytes before `s`.
-fn nearest_key(buf: &[u8], s: usize) -> Option<&[u8]> {
-    let lo = s.saturating_sub(LOOKBEHIND);
-    let mut i = s;
-    loop {
-        let n = filler_before(buf, lo, i, true);
-        if n == 0 {
-            break;
-        }
-        i -= n;
-    }
-    if i <= lo {
-        return None;
-    }
-    match buf[i - 1] {
-        b':' | b'=' => i -= 1,
-        b'>' => {
-            let gt = i - 1;
-            let lt = buf[lo..gt].iter().rposition(|b| *b == b'<')? + lo;
-            let tag = &buf[lt + 1..gt];
-            let ok = !tag.is_empty()
-                && tag.len() <= MAX_KEY_LEN
-                && tag.iter().all(|b| is_key_byte(*b))
-                && s - gt <= KEY_GAP;
-            return ok.then_some(tag);
-        }
-        _ if i >= lo + 3
-            && buf[i - 3] == b'%'
-            && (buf[i - 2] == b'3')
-            && matches!(buf[i - 1].to_ascii_uppercase(), b'A' | b'D') =>
-        {
-            i -= 3;
-        }
-        _ => return None,
-    }
-    loop {
-        let n = filler_before(buf, lo, i, false);
-        if n == 0 {
-            break;
-        }
-        i -= n;
-    }
-    let key_end = i;
-    while i > lo && key_end - i < MAX_KEY_LEN && is_key_byte(buf[i - 1]) {
-        i -= 1;
-    }
-    // `%22gaid`: the token swallowed the hex digits of an escaped quote.
-    if i > lo
-        && buf[i - 1] == b'%'
-        && key_end - i > 2
-        && buf[i..i + 2].iter().all(u8::is_ascii_hexdigit)
-    {
-        i += 2;
-    }
-    (i < key_end && s - key_end <= KEY_GAP).then(|| &buf[i..key_end])
-}
+use context::{KeyInfo, blocked_before, escaped_before, evaluate, join_truncated};
+use prepass::Prepass;
 
 #[cfg(test)]
 #[path = "patterns_tests.rs"]

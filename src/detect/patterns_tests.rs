@@ -371,7 +371,128 @@ fn cut(msg: &[u8], mut points: Vec<usize>) -> Vec<&[u8]> {
     out
 }
 
+#[test]
+fn the_prepass_covers_every_embedded_rule() {
+    assert!(SCANNER.plain.is_empty(), "plain: {:?}", SCANNER.plain);
+}
+
+#[test]
+fn shapes_describe_what_a_regex_can_match() {
+    let s = shape::shape("[0-9]{15}").unwrap();
+    assert_eq!((s.min_len, s.max_len), (15, Some(15)));
+    assert!(s.first.contains(b'7') && !s.first.contains(b'a'));
+    assert!(s.required.is_none(), "digits are too common to require");
+    let s = shape::shape(r"(?:(?:\+|00)?86[ -]?)?1[3-9][0-9]{9}").unwrap();
+    assert_eq!((s.min_len, s.max_len), (11, Some(16)));
+    assert!(
+        [b'+', b'0', b'8', b'1']
+            .iter()
+            .all(|b| s.first.contains(*b))
+    );
+    assert!(!s.first.contains(b'2'));
+    let s = shape::shape(r"[A-Za-z0-9._%+-]{1,64}(?:@|%40)[A-Za-z]+").unwrap();
+    let req = s.required.unwrap();
+    assert!(req.set.contains(b'@') && req.set.contains(b'%') && !req.set.contains(b'a'));
+    assert_eq!((req.within, s.max_len), (64, None));
+    let s = shape::shape("(?P<x>ab|c)d[^0-9]é").unwrap();
+    assert_eq!((s.min_len, s.max_len), (5, Some(9)));
+    assert!(s.alphabet.contains(0xc3) && s.alphabet.contains(b'Z'));
+    // Syntax the analysis does not model, and empty matches: no shape.
+    for p in [
+        r"\bimei",
+        "(?i)imei",
+        "^x",
+        "x*",
+        "[[:digit:]]",
+        r"\p{L}",
+        "a{2",
+        "(x",
+    ] {
+        assert!(shape::shape(p).is_none(), "{p}");
+    }
+}
+
+/// Traffic-like text built from the shapes the rules look for, and their
+/// look-alikes, so the two searches meet every kind of candidate.
+fn traffic() -> impl Strategy<Value = String> {
+    let piece = prop::sample::select(vec![
+        "490154203237518",
+        "4901542032375181",
+        "460001234567890",
+        "89860312345678901235",
+        "13800138000",
+        "+8613800138000",
+        "+14155552671",
+        "zhang.san@qq.com",
+        "a%40b.cn",
+        "3c:5a:b4:01:02:03",
+        "3c5ab4010203",
+        "9774d56d682e549d",
+        "11010519491231002X",
+        "38400000-8cf0-11bd-b23e-10b96e40000d",
+        "39.9088,116.3975",
+        "116.3975%2C39.9088",
+        "com.tencent.mm",
+        "tv.danmaku.bili",
+        "cn.jpush.android",
+        "9e107d9d372bb6826bd81d3542a419d6",
+        "1700000000000",
+        "6222021234567890128",
+        "0.1234",
+        "12.345",
+        "imei=",
+        "\"lat\":",
+        "lng=",
+        "\"gaid\":\"",
+        "card_no=",
+        "order_id=",
+        "&",
+        "\"",
+        ",",
+        " ",
+        "%22",
+        "[",
+        "]",
+        "x",
+        "-",
+        ":",
+        ".",
+        "@",
+        "\r\n",
+        "<mac>",
+        "Z9",
+        "ff",
+        "%3D",
+    ]);
+    proptest::collection::vec(piece, 0..24).prop_map(|v| v.concat())
+}
+
 proptest! {
+    #[test]
+    fn the_prepass_finds_what_the_plain_search_finds(
+        text in traffic(),
+        points in proptest::collection::vec(0usize..400, 0..5),
+    ) {
+        static PLAIN: LazyLock<PatternScanner> =
+            LazyLock::new(|| PatternScanner::plain_only(&RuleSet::embedded()));
+        let collect = |scanner: &PatternScanner, chunks: &[&[u8]]| {
+            let mut hits = Vec::new();
+            let mut stream = scanner.stream();
+            let mut push = |m: PatternMatch| {
+                hits.push((m.identifier, m.value.expose().to_string(), m.start, m.end));
+            };
+            for c in chunks {
+                stream.feed(c, &mut push);
+            }
+            stream.finish(&mut push);
+            hits
+        };
+        let msg = text.as_bytes();
+        let want = collect(&PLAIN, &[msg]);
+        prop_assert_eq!(collect(&SCANNER, &[msg]), want.clone());
+        prop_assert_eq!(collect(&SCANNER, &cut(msg, points)), want);
+    }
+
     #[test]
     fn valid_identifiers_are_found_under_any_chunking(
         (id, key, value) in prop_oneof![

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::Confidence;
-use super::keys::{Aliases, key_suffixes, key_tokens, normalize_key};
+use super::keys::{Aliases, NormalizedKey, key_suffixes, key_tokens, normalize_key};
 use super::patterns::{ByteClass, Hold, byte_class};
 use super::validate::Validator;
 
@@ -274,6 +274,16 @@ impl RuleSet {
         if key.len() > 256 {
             return None;
         }
+        if let Some(k) = NormalizedKey::new(key) {
+            return k.suffixes().find_map(|(suffix, whole)| {
+                let exact = if whole {
+                    self.exact_aliases.get(suffix)
+                } else {
+                    None
+                };
+                exact.or_else(|| self.suffix_aliases.get(suffix)).copied()
+            });
+        }
         for (suffix, whole) in key_suffixes(key) {
             if whole && let Some(&i) = self.exact_aliases.get(&suffix) {
                 return Some(i);
@@ -327,6 +337,10 @@ impl RuleSet {
     /// `trace_id`): one of its tokens, or the whole normalised key, is in
     /// `deny_context_keys`.
     pub fn is_deny_context(&self, key: &str) -> bool {
+        if let Some(k) = NormalizedKey::new(key) {
+            return (0..k.tokens()).any(|i| self.deny_context.contains(k.token(i)))
+                || self.deny_context.contains(k.joined());
+        }
         let tokens = key_tokens(key);
         tokens.iter().any(|t| self.deny_context.contains(t))
             || self.deny_context.contains(&tokens.concat())

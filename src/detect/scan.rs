@@ -87,6 +87,9 @@ const TAIL: usize = 160;
 
 /// A match before its evidence is cut out.
 struct Raw {
+    /// The matched text as the detector saw it, when it reports one: the
+    /// evidence for a match decided after its bytes left the kept tail.
+    value: Option<String>,
     identifier: String,
     encoding: String,
     strength: u8,
@@ -155,7 +158,7 @@ impl<'d> MessageScan<'d> {
             .feed(chunk, &mut |m| raws.push(pattern_raw(m)));
         self.keys.feed(chunk, &mut |m| raws.push(key_raw(m)));
         for raw in raws {
-            let evidence = self.excerpt(chunk, raw.start, raw.end, &raw.identifier);
+            let evidence = self.excerpt(chunk, &raw);
             self.offer(raw, evidence);
         }
         if self.depth < self.detectors.limits.decode_depth {
@@ -172,7 +175,7 @@ impl<'d> MessageScan<'d> {
         self.patterns.finish(&mut |m| raws.push(pattern_raw(m)));
         self.keys.finish(&mut |m| raws.push(key_raw(m)));
         for raw in raws {
-            let evidence = self.excerpt(&[], raw.start, raw.end, &raw.identifier);
+            let evidence = self.excerpt(&[], &raw);
             self.offer(raw, evidence);
         }
         if self.depth < self.detectors.limits.decode_depth {
@@ -210,11 +213,22 @@ impl<'d> MessageScan<'d> {
         }
     }
 
-    /// Cuts the evidence for bytes `start..end` of the message out of the
-    /// kept tail and the current chunk, masking the value when redacting.
-    fn excerpt(&self, chunk: &[u8], start: u64, end: u64, identifier: &str) -> String {
+    /// Cuts the evidence for the match's bytes out of the kept tail and
+    /// the current chunk, masking the value when redacting. Matches decided
+    /// late (a pair or list held to the end of the message, a key value
+    /// decided a chunk later) may lie before the kept tail: their evidence
+    /// is the value the detector reported, without context.
+    fn excerpt(&self, chunk: &[u8], raw: &Raw) -> String {
+        let (start, end, identifier) = (raw.start, raw.end, raw.identifier.as_str());
         let window_start = self.fed - self.tail.len() as u64;
         let window_end = self.fed + chunk.len() as u64;
+        if start < window_start || end > window_end || start > end {
+            return match &raw.value {
+                _ if self.detectors.redact => format!("[{identifier}]"),
+                Some(value) => printable(value.as_bytes()),
+                None => format!("[{identifier}: outside the kept context]"),
+            };
+        }
         let byte_at = |pos: u64| -> u8 {
             let i = (pos - window_start) as usize;
             if i < self.tail.len() {
@@ -485,6 +499,7 @@ fn printable(bytes: &[u8]) -> String {
 
 fn known_raw(m: super::known::KnownMatch) -> Raw {
     Raw {
+        value: None,
         identifier: m.identifier.to_string(),
         encoding: m.encoding.label().to_owned(),
         strength: m.encoding.strength(),
@@ -497,6 +512,7 @@ fn known_raw(m: super::known::KnownMatch) -> Raw {
 
 fn pattern_raw(m: super::patterns::PatternMatch) -> Raw {
     Raw {
+        value: Some(m.value.expose().to_owned()),
         identifier: m.identifier,
         encoding: "plain".to_owned(),
         strength: u8::MAX,
@@ -509,6 +525,7 @@ fn pattern_raw(m: super::patterns::PatternMatch) -> Raw {
 
 fn key_raw(m: super::keys::KeyMatch) -> Raw {
     Raw {
+        value: Some(m.value.expose().to_owned()),
         identifier: m.identifier,
         encoding: "plain".to_owned(),
         strength: u8::MAX,
@@ -516,5 +533,45 @@ fn key_raw(m: super::keys::KeyMatch) -> Raw {
         confidence: Confidence::Low,
         start: m.start,
         end: m.end,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::profile::DeviceProfile;
+    use crate::detect::rules::RuleSet;
+
+    /// A match decided after its bytes left the kept tail (a latitude held
+    /// until the longitude shows up 20 KiB later, a key value decided in
+    /// the next chunk) gets the reported value as evidence; cutting it out
+    /// of the tail used to panic.
+    #[test]
+    fn late_decisions_keep_their_evidence() {
+        let rules = RuleSet::embedded();
+        let detectors = Detectors {
+            known: KnownValueMatcher::new(&DeviceProfile::default()),
+            patterns: PatternScanner::new(&rules),
+            keys: KeyScanner::new(&rules),
+            limits: ScanLimits::default(),
+            redact: false,
+        };
+        let mut msg = String::from(r#"{"lat":39.9088,"#);
+        msg.push_str(&"x".repeat(20_000));
+        msg.push_str(r#","lng":116.3975,"#);
+        msg.push_str(&"y".repeat(16_384 - msg.len() % 16_384 - 30));
+        msg.push_str(r#""imei":"490154203237518""#);
+        msg.push_str(&"z".repeat(1000));
+        let mut scan = MessageScan::new(&detectors, Vec::new());
+        for chunk in msg.as_bytes().chunks(16_384) {
+            scan.feed(chunk);
+        }
+        let hits = scan.finish();
+        let evidence = |id: &str| {
+            let hit = hits.iter().find(|h| h.identifier == id);
+            hit.map(|h| h.evidence.clone()).unwrap_or_default()
+        };
+        assert!(evidence("location").contains("39.9088"), "{hits:?}");
+        assert!(evidence("imei").contains("490154203237518"), "{hits:?}");
     }
 }

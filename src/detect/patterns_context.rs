@@ -1,0 +1,238 @@
+//! The checks a pattern candidate goes through once its regex matched
+//! (boundaries, digests, validators, placeholders), and the key context
+//! they need: which key a value is assigned to, and what that key names.
+
+use std::borrow::Cow;
+
+use super::{HEX_BLOB_LEN, KEY_GAP, LOOKBEHIND, MAX_KEY_LEN, PatternScanner, ScanRule};
+use crate::detect::keys::normalize_key;
+use crate::detect::rules::PatternRule;
+use crate::detect::rules::RuleSet;
+
+/// The key a value is assigned to, and the kind that key names.
+pub(super) struct KeyInfo<'b> {
+    key: Option<Cow<'b, str>>,
+    kind: Option<usize>,
+}
+
+impl<'b> KeyInfo<'b> {
+    pub(super) fn at(rules: &RuleSet, buf: &'b [u8], s: usize) -> KeyInfo<'b> {
+        let key = nearest_key(buf, s).map(String::from_utf8_lossy);
+        let kind = key.as_deref().and_then(|k| rules.kind_index_for_key(k));
+        KeyInfo { key, kind }
+    }
+
+    /// The key checks of the module docs for a hit of `sr`.
+    pub(super) fn allows(&self, rules: &RuleSet, sr: &ScanRule) -> bool {
+        let key = self.key.as_deref();
+        if sr.rule.needs_key_context {
+            return match (&sr.rule.context_keys, key) {
+                (Some(aliases), Some(k)) => aliases.matches(k),
+                (None, Some(_)) => self.kind == Some(sr.kind),
+                (_, None) => false,
+            };
+        }
+        match (key, self.kind) {
+            (Some(_), Some(other)) => other == sr.kind,
+            (Some(k), None) => !rules.is_deny_context(k),
+            (None, _) => true,
+        }
+    }
+}
+
+/// Applies every check of the module docs to the candidate `buf[ms..me]`;
+/// returns its text if it stands.
+///
+/// The second string is the item's list group: the normalised key it is
+/// assigned to, or empty when it has none or the key names its kind.
+pub(super) fn evaluate(
+    scanner: &PatternScanner,
+    buf: &[u8],
+    sr: &ScanRule,
+    ms: usize,
+    me: usize,
+) -> Option<(String, String)> {
+    let rule = &sr.rule;
+    if blocked_before(rule, buf, ms) {
+        return None;
+    }
+    if me < buf.len() && rule.after.contains(buf[me]) {
+        return None;
+    }
+    let bytes = &buf[ms..me];
+    if bytes.iter().all(u8::is_ascii_hexdigit) && in_hex_blob(buf, ms, me) {
+        return None;
+    }
+    let value = std::str::from_utf8(bytes).ok()?;
+    if rule.validator.is_some_and(|v| !v.check(value)) {
+        return None;
+    }
+    let rules = &scanner.rules;
+    if rules.is_placeholder(&rules.kinds()[sr.kind].id, value) {
+        return None;
+    }
+    let key = KeyInfo::at(rules, buf, ms);
+    if !key.allows(rules, sr) {
+        return None;
+    }
+    // The first item of `"k": ["com.a", …]` belongs to the list, not to
+    // the key before it.
+    let group = match (key.kind, key.key) {
+        (None, Some(k)) if !opens_array(buf, ms) => normalize_key(&k),
+        _ => String::new(),
+    };
+    Some((value.to_string(), group))
+}
+
+pub(super) fn join_truncated(items: &[String], max: usize) -> String {
+    let mut out = String::new();
+    for item in items {
+        let extra = usize::from(!out.is_empty()) + item.len();
+        if out.len() + extra > max {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(item);
+    }
+    out
+}
+
+/// True if the all-hex candidate `buf[ms..me]` is part of a longer hex run
+/// of at least `HEX_BLOB_LEN` bytes.
+fn in_hex_blob(buf: &[u8], ms: usize, me: usize) -> bool {
+    let mut left = ms;
+    while left > ms.saturating_sub(HEX_BLOB_LEN)
+        && buf[left - 1].is_ascii_hexdigit()
+        && escaped_before(buf, left).is_none()
+    {
+        left -= 1;
+    }
+    let mut right = me;
+    let hi = (me + HEX_BLOB_LEN).min(buf.len());
+    while right < hi && buf[right].is_ascii_hexdigit() {
+        right += 1;
+    }
+    (left < ms || right > me) && right - left >= HEX_BLOB_LEN
+}
+
+/// True if no match of `rule` may start at `buf[i]` because of the byte
+/// before it. A `%XX` escape right before counts as the byte it encodes
+/// (`%22490154203237518` is a quoted IMEI).
+pub(super) fn blocked_before(rule: &PatternRule, buf: &[u8], i: usize) -> bool {
+    let before = escaped_before(buf, i).or_else(|| i.checked_sub(1).map(|p| buf[p]));
+    before.is_some_and(|b| rule.before.contains(b))
+}
+
+/// The byte encoded by a `%XX` escape ending right before `buf[i]`.
+pub(super) fn escaped_before(buf: &[u8], i: usize) -> Option<u8> {
+    let esc = buf.get(i.checked_sub(3)?..i)?;
+    let hex = |b: u8| (b as char).to_digit(16);
+    match (esc[0], hex(esc[1]), hex(esc[2])) {
+        (b'%', Some(h), Some(l)) => u8::try_from(h * 16 + l).ok(),
+        _ => None,
+    }
+}
+
+fn is_key_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"_.-[]".contains(&b) || b >= 0x80
+}
+
+/// Length of a quoting/spacing token ending at `buf[..i]` (a quote, space,
+/// tab, backslash, `[`, or their URL encodings), or 0.
+fn filler_before(buf: &[u8], lo: usize, i: usize, value_side: bool) -> usize {
+    if i <= lo {
+        return 0;
+    }
+    let b = buf[i - 1];
+    if b" \t\"'\\".contains(&b) || (value_side && b == b'[') {
+        return 1;
+    }
+    if i >= lo + 3 && buf[i - 3] == b'%' {
+        let code = [buf[i - 2], buf[i - 1].to_ascii_uppercase()];
+        let fillers: &[&[u8; 2]] = if value_side {
+            &[b"22", b"27", b"20", b"5B"]
+        } else {
+            &[b"22", b"27", b"20"]
+        };
+        if fillers.contains(&&code) {
+            return 3;
+        }
+    }
+    0
+}
+
+/// True if the value at `buf[s]` is the first element of an array: only
+/// quotes and spaces (plain or URL-encoded) lie between it and a `[`.
+fn opens_array(buf: &[u8], s: usize) -> bool {
+    let lo = s.saturating_sub(LOOKBEHIND);
+    let mut i = s;
+    loop {
+        let n = filler_before(buf, lo, i, false);
+        if n == 0 {
+            break;
+        }
+        i -= n;
+    }
+    i > lo && (buf[i - 1] == b'[' || escaped_before(buf, i) == Some(b'['))
+}
+
+/// The key the value starting at `buf[s]` is assigned to: the token before
+/// `=`/`:` (plain or URL-encoded), or the element name of `<key>value`,
+/// skipping quotes and spaces, ending at most `KEY_GAP` bytes before `s`.
+fn nearest_key(buf: &[u8], s: usize) -> Option<&[u8]> {
+    let lo = s.saturating_sub(LOOKBEHIND);
+    let mut i = s;
+    loop {
+        let n = filler_before(buf, lo, i, true);
+        if n == 0 {
+            break;
+        }
+        i -= n;
+    }
+    if i <= lo {
+        return None;
+    }
+    match buf[i - 1] {
+        b':' | b'=' => i -= 1,
+        b'>' => {
+            let gt = i - 1;
+            let lt = buf[lo..gt].iter().rposition(|b| *b == b'<')? + lo;
+            let tag = &buf[lt + 1..gt];
+            let ok = !tag.is_empty()
+                && tag.len() <= MAX_KEY_LEN
+                && tag.iter().all(|b| is_key_byte(*b))
+                && s - gt <= KEY_GAP;
+            return ok.then_some(tag);
+        }
+        _ if i >= lo + 3
+            && buf[i - 3] == b'%'
+            && (buf[i - 2] == b'3')
+            && matches!(buf[i - 1].to_ascii_uppercase(), b'A' | b'D') =>
+        {
+            i -= 3;
+        }
+        _ => return None,
+    }
+    loop {
+        let n = filler_before(buf, lo, i, false);
+        if n == 0 {
+            break;
+        }
+        i -= n;
+    }
+    let key_end = i;
+    while i > lo && key_end - i < MAX_KEY_LEN && is_key_byte(buf[i - 1]) {
+        i -= 1;
+    }
+    // `%22gaid`: the token swallowed the hex digits of an escaped quote.
+    if i > lo
+        && buf[i - 1] == b'%'
+        && key_end - i > 2
+        && buf[i..i + 2].iter().all(u8::is_ascii_hexdigit)
+    {
+        i += 2;
+    }
+    (i < key_end && s - key_end <= KEY_GAP).then(|| &buf[i..key_end])
+}
