@@ -8,7 +8,7 @@ use crate::detect::inspector::PrivacySettings;
 use crate::flow::capture::CaptureLimits;
 use crate::phase_keys;
 use crate::pipeline::Pipeline;
-use crate::proxy::{self, AccessPolicy, ProxyAuth, ProxyConfig};
+use crate::proxy::{self, AccessPolicy, ProxyAuth, ProxyConfig, Timeouts};
 use crate::session::{Sink, SinkHub};
 use crate::sinks::findings::FindingsLog;
 use crate::sinks::har::{HarOptions, HarWriter};
@@ -140,7 +140,11 @@ fn proxy_config(args: &RunArgs) -> anyhow::Result<ProxyConfig> {
     config.ignore_hosts = args.ignore_hosts.clone();
     config.upstream_ca = args.upstream_ca.clone();
     config.insecure_upstream = args.insecure_upstream;
-    config.connect_timeout = seconds("--connect-timeout", args.connect_timeout)?;
+    config.timeouts = Timeouts {
+        connect: seconds("--connect-timeout", args.connect_timeout)?,
+        header: seconds("--header-timeout", args.header_timeout)?,
+        idle: seconds("--idle-timeout", args.idle_timeout)?,
+    };
     Ok(config)
 }
 

@@ -115,6 +115,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub connect_timeout: f64,
 
+    /// Seconds a client may take to send a request head; also closes idle
+    /// keep-alive connections (slowloris protection).
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub header_timeout: f64,
+
+    /// Seconds without a byte moving before a connection is given up: an
+    /// upstream that never answers or stalls, a client that stops reading.
+    #[arg(long, value_name = "SECS", default_value_t = 120.0)]
+    pub idle_timeout: f64,
+
     /// Seconds flows in flight may take to finish after Ctrl-C / SIGTERM.
     #[arg(long, value_name = "SECS", default_value_t = 3.0)]
     pub grace: f64,

@@ -215,6 +215,8 @@ pub enum FlowErrorKind {
     BodyInterrupted,
     /// The client went away before the exchange ended.
     ClientAborted,
+    /// A peer went quiet for longer than a timeout (`--idle-timeout`).
+    Timeout,
     /// The TLS handshake with the client failed.
     ClientTls,
     /// leakscope refused the request (access control).

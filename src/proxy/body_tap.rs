@@ -53,9 +53,18 @@ impl Stream for TappedBody {
                 }
                 Some(Err(err)) => {
                     self.ended = true;
+                    let kind = if super::idle::caused_by_timeout(&err) {
+                        FlowErrorKind::Timeout
+                    } else {
+                        FlowErrorKind::BodyInterrupted
+                    };
                     self.live.fail(
-                        FlowErrorKind::BodyInterrupted,
-                        format!("{} body: {err}", side(self.direction)),
+                        kind,
+                        format!(
+                            "{} body: {}",
+                            side(self.direction),
+                            super::error_chain(&err)
+                        ),
                     );
                     return Poll::Ready(Some(Err(err)));
                 }

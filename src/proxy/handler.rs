@@ -410,12 +410,10 @@ fn loop_refusal() -> Response<Body> {
 fn classify_upstream_error(
     err: &hudsucker::hyper_util::client::legacy::Error,
 ) -> (FlowErrorKind, String) {
-    let mut message = err.to_string();
+    let message = super::error_chain(err);
     let mut certificate = false;
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
         if let Some(tls) = cause.downcast_ref::<hudsucker::rustls::Error>() {
             certificate |= matches!(tls, hudsucker::rustls::Error::InvalidCertificate(_));
         }
@@ -424,6 +422,8 @@ fn classify_upstream_error(
     certificate |= message.contains("invalid peer certificate");
     let kind = if certificate {
         FlowErrorKind::UpstreamCertificate
+    } else if super::idle::caused_by_timeout(err) {
+        FlowErrorKind::Timeout
     } else if err.is_connect() {
         FlowErrorKind::UpstreamUnreachable
     } else {

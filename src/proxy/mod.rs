@@ -9,6 +9,7 @@ mod access;
 mod body_tap;
 mod cert_page;
 mod handler;
+mod idle;
 mod tunnel;
 mod upstream;
 pub mod watch;
@@ -20,6 +21,8 @@ use crate::ca::CertAuthority;
 use crate::pipeline::Pipeline;
 use handler::{FlowHandler, WsRecorder};
 use hudsucker::Proxy;
+use hudsucker::hyper_util::rt::{TokioExecutor, TokioTimer};
+use hudsucker::hyper_util::server::conn::auto::Builder as ServerBuilder;
 use regex::Regex;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -42,8 +45,7 @@ pub struct ProxyConfig {
     pub upstream_ca: Vec<PathBuf>,
     /// Skip upstream certificate checks (`--insecure-upstream`).
     pub insecure_upstream: bool,
-    /// Upper bound on connecting to an upstream (`--connect-timeout`).
-    pub connect_timeout: Duration,
+    pub timeouts: Timeouts,
     /// Per-host leaf certificates kept in memory.
     pub leaf_cache: usize,
     /// Fixed upstream addresses by host name (`--resolve HOST=ADDR`), for
@@ -53,7 +55,7 @@ pub struct ProxyConfig {
 
 impl ProxyConfig {
     /// Defaults for a proxy on `listen`: open to whoever reaches the socket,
-    /// Mozilla roots upstream, 10 s connect timeout.
+    /// Mozilla roots upstream, [`Timeouts::default`].
     pub fn new(listen: SocketAddr) -> ProxyConfig {
         ProxyConfig {
             listen,
@@ -61,9 +63,36 @@ impl ProxyConfig {
             ignore_hosts: None,
             upstream_ca: Vec::new(),
             insecure_upstream: false,
-            connect_timeout: Duration::from_secs(10),
+            timeouts: Timeouts::default(),
             leaf_cache: 1000,
             resolve: HashMap::new(),
+        }
+    }
+}
+
+/// How long the proxy waits on a peer before giving up on it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timeouts {
+    /// Connecting to an upstream (`--connect-timeout`, default 10 s).
+    pub connect: Duration,
+    /// A client sending a request head, counted from when the proxy starts
+    /// waiting for it — so it also closes idle keep-alive connections
+    /// (`--header-timeout`, default 30 s, hyper's own default).
+    pub header: Duration,
+    /// No byte moving on a connection the proxy is waiting on: an upstream
+    /// that never answers or stalls mid-body, a client that stops reading
+    /// (`--idle-timeout`, default 120 s: long enough for the long-poll
+    /// requests push SDKs make, short enough to free a dead peer's
+    /// resources within minutes).
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            header: Duration::from_secs(30),
+            idle: Duration::from_secs(120),
         }
     }
 }
@@ -164,7 +193,7 @@ pub async fn start(
     pipeline: Pipeline,
 ) -> Result<RunningProxy, StartError> {
     crate::logging::ensure();
-    let listener = bind(config.listen)?;
+    let listener = bind(config.listen, config.timeouts.idle)?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind {
         addr: config.listen,
         source,
@@ -176,7 +205,7 @@ pub async fn start(
         access: config.access.clone(),
         ignore_hosts: config.ignore_hosts.clone(),
         cert_page: cert_page::CertPage::new(ca),
-        connect_timeout: config.connect_timeout,
+        connect_timeout: config.timeouts.connect,
         resolve: config.resolve.clone(),
         listen: addr,
     });
@@ -186,9 +215,10 @@ pub async fn start(
         .with_ca(ca.leaf_issuer(config.leaf_cache)?)
         .with_http_connector(upstream::connector(
             tls.clone(),
-            config.connect_timeout,
+            &config.timeouts,
             &config.resolve,
         ))
+        .with_server(server(&config.timeouts))
         .with_http_handler(FlowHandler::new(shared))
         .with_websocket_handler(WsRecorder)
         .with_websocket_connector(upstream::websocket_connector(tls))
@@ -210,10 +240,41 @@ pub async fn start(
     })
 }
 
+/// The error and its causes, which carry the useful part ("upstream idle
+/// for 5s", "invalid peer certificate") under hyper's generic wording.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(err) = cause {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        cause = err.source();
+    }
+    text
+}
+
+/// The connection server hudsucker uses for clients (and again inside each
+/// intercepted TLS tunnel): hudsucker's header settings plus a timer, which
+/// hyper needs for the header-read timeout to take effect at all.
+fn server(timeouts: &Timeouts) -> ServerBuilder<TokioExecutor> {
+    let mut builder = ServerBuilder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.header)
+        .title_case_headers(true)
+        .preserve_header_case(true);
+    builder.http2().timer(TokioTimer::new());
+    builder
+}
+
 /// Binds with TCP_NODELAY on the listening socket: Linux copies it to every
 /// accepted socket, and without it large HTTPS responses stall ~40 ms on
-/// Nagle + delayed ACK.
-fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+/// Nagle + delayed ACK. TCP_USER_TIMEOUT (also inherited) makes the kernel
+/// drop a client that stops reading — its window stays at zero — or that
+/// vanished, once unacknowledged data is older than the idle timeout;
+/// hudsucker owns the accepted sockets, so no timer of ours could.
+fn bind(addr: SocketAddr, idle: Duration) -> Result<TcpListener, StartError> {
     let err = |source| StartError::Bind { addr, source };
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()
@@ -223,8 +284,30 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
     .map_err(err)?;
     socket.set_reuseaddr(true).map_err(err)?;
     socket.set_nodelay(true).map_err(err)?;
+    set_user_timeout(&socket, idle).map_err(err)?;
     socket.bind(addr).map_err(err)?;
     socket.listen(1024).map_err(err)
+}
+
+fn set_user_timeout(socket: &TcpSocket, timeout: Duration) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let millis = libc::c_uint::try_from(timeout.as_millis()).unwrap_or(libc::c_uint::MAX);
+    // SAFETY: a valid socket descriptor and a pointer to a c_uint that
+    // lives for the call, as setsockopt(TCP_USER_TIMEOUT) requires.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            (&raw const millis).cast(),
+            std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]
@@ -235,7 +318,8 @@ mod tests {
     /// listening socket (hudsucker accepts them; we never see them).
     #[tokio::test]
     async fn accepted_sockets_inherit_nodelay() {
-        let listener = bind("127.0.0.1:0".parse().unwrap()).expect("bind on loopback");
+        let listener =
+            bind("127.0.0.1:0".parse().unwrap(), Duration::from_secs(1)).expect("bind on loopback");
         let addr = listener.local_addr().unwrap();
         let client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (accepted, _) = listener.accept().await.unwrap();

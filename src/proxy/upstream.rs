@@ -5,6 +5,8 @@
 //! switches verification off; it is never the default and `run` says so
 //! loudly when it is on.
 
+use super::Timeouts;
+use super::idle::IdleConnector;
 use hudsucker::hyper_util::client::legacy::connect::HttpConnector;
 use hudsucker::hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hudsucker::rustls::client::danger::{
@@ -22,7 +24,6 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 /// The one crypto provider used everywhere (see README: hudsucker's
 /// tokio-rustls already links aws-lc-rs).
@@ -65,13 +66,14 @@ pub(crate) fn client_tls(extra_roots: &[PathBuf], insecure: bool) -> Result<Clie
 }
 
 /// The HTTP(S) connector hudsucker forwards requests through: HTTP/1.1 and
-/// HTTP/2 by ALPN, TCP_NODELAY on, bounded connect time, `--resolve`
-/// overrides applied before the system resolver.
+/// HTTP/2 by ALPN, TCP_NODELAY on, bounded connect time, connections that
+/// fail once idle for `timeouts.idle`, `--resolve` overrides applied before
+/// the system resolver.
 pub(crate) fn connector(
     tls: ClientConfig,
-    connect_timeout: Duration,
+    timeouts: &Timeouts,
     resolve: &HashMap<String, SocketAddr>,
-) -> HttpsConnector<HttpConnector<OverrideResolver>> {
+) -> HttpsConnector<IdleConnector<HttpConnector<OverrideResolver>>> {
     let resolver = OverrideResolver {
         overrides: Arc::new(resolve.clone()),
         system: GaiResolver::new(),
@@ -79,12 +81,12 @@ pub(crate) fn connector(
     let mut http = HttpConnector::new_with_resolver(resolver);
     http.enforce_http(false);
     http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
+    http.set_connect_timeout(Some(timeouts.connect));
     HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_all_versions()
-        .wrap_connector(http)
+        .wrap_connector(IdleConnector::new(http, timeouts.idle))
 }
 
 /// Resolves `--resolve HOST=ADDR` names to their fixed address (like
