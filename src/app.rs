@@ -183,7 +183,7 @@ pub(crate) struct SessionSpec<'a> {
     /// `session.json`'s `mode` and `source`.
     pub mode: &'static str,
     pub source: Option<String>,
-    /// Sinks before the evidence files (the terminal log of `run`).
+    /// Sinks after the evidence files (the terminal log of `run`).
     pub extra_sinks: Vec<Box<dyn Sink>>,
 }
 
@@ -201,9 +201,10 @@ pub(crate) fn start_session(spec: SessionSpec<'_>) -> anyhow::Result<Session> {
     std::fs::create_dir_all(spec.out)
         .with_context(|| format!("creating the output directory {}", spec.out.display()))?;
     let device = spec.privacy.device()?;
-    let evidence = session_sinks(&spec, device)?;
-    let mut sinks = spec.extra_sinks;
-    sinks.extend(evidence);
+    // Evidence files first: a finding the terminal shows is already on disk
+    // (findings.jsonl writes it at once), even if the process dies next.
+    let mut sinks = session_sinks(&spec, device)?;
+    sinks.extend(spec.extra_sinks);
     let hub = SinkHub::start(sinks);
     let inspector = privacy.inspector(spec.phases.clone(), hub.sender());
     let pipeline = Pipeline::new(vec![Arc::new(inspector)], spec.limits, hub.sender());

@@ -1,23 +1,23 @@
-//! `findings.jsonl`: every finding, appended and flushed the moment it
+//! `findings.jsonl`: every finding, appended and written the moment it
 //! arrives, so whatever was reported is on disk even if the process is
-//! killed right after. The file is only ever appended to.
+//! killed right after. The file is only ever appended to; a disk that
+//! refuses writes delays findings (see [`LineLog`]), it does not lose them.
 
+use super::line_log::{Durability, LineLog};
 use crate::session::{SessionEvent, Sink};
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::OpenOptions;
+use std::io;
 use std::path::Path;
 
 pub struct FindingsLog {
-    file: File,
-    line: Vec<u8>,
+    log: LineLog,
 }
 
 impl FindingsLog {
     pub fn open(path: &Path) -> io::Result<FindingsLog> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(FindingsLog {
-            file,
-            line: Vec::with_capacity(1024),
+            log: LineLog::new(file, Durability::Immediate)?,
         })
     }
 }
@@ -31,11 +31,14 @@ impl Sink for FindingsLog {
         let SessionEvent::Finding(finding) = event else {
             return Ok(());
         };
-        self.line.clear();
-        serde_json::to_writer(&mut self.line, finding.as_ref())?;
-        self.line.push(b'\n');
-        // One write per line: a crash leaves whole lines, never half a finding
-        // followed by the next.
-        self.file.write_all(&self.line)
+        let mut line = serde_json::to_vec(finding.as_ref())?;
+        line.push(b'\n');
+        self.log.push(line)
+    }
+
+    /// Retries findings a failing disk refused (the hub calls this at least
+    /// every second).
+    fn flush(&mut self) -> io::Result<()> {
+        self.log.flush()
     }
 }

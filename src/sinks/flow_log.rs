@@ -1,16 +1,18 @@
 //! `flows.jsonl`: every completed flow record, one JSON object per line.
 //!
-//! Lines are written as flows complete and flushed whenever the event
-//! queue runs dry, so a crash loses at most the flows of the last moment.
-//! Appending never rewrites earlier lines.
+//! Lines are written in batches and whenever the event queue runs dry, so a
+//! crash loses at most the flows of the last moment. Appending never
+//! rewrites earlier lines; a disk that refuses writes delays records (see
+//! [`LineLog`]), it does not lose them.
 
+use super::line_log::{Durability, LineLog};
 use crate::session::{SessionEvent, Sink};
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::fs::OpenOptions;
+use std::io;
 use std::path::Path;
 
 pub struct FlowLog {
-    out: BufWriter<File>,
+    log: LineLog,
 }
 
 impl FlowLog {
@@ -18,7 +20,7 @@ impl FlowLog {
     pub fn open(path: &Path) -> io::Result<FlowLog> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(FlowLog {
-            out: BufWriter::new(file),
+            log: LineLog::new(file, Durability::Batched)?,
         })
     }
 }
@@ -31,14 +33,15 @@ impl Sink for FlowLog {
     fn handle(&mut self, event: &SessionEvent) -> io::Result<()> {
         match event {
             SessionEvent::FlowDone(flow) => {
-                serde_json::to_writer(&mut self.out, flow.as_ref())?;
-                self.out.write_all(b"\n")
+                let mut line = serde_json::to_vec(flow.as_ref())?;
+                line.push(b'\n');
+                self.log.push(line)
             }
             _ => Ok(()),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+        self.log.flush()
     }
 }

@@ -31,6 +31,7 @@
 //!   which neither the HAR nor its spool exists.
 
 use super::har_model::{self, EntryContext};
+use super::line_log::{Durability, LineLog};
 use crate::consent::{ConsentPhase, PhaseChange};
 use crate::detect::finding::{Finding, FlowLabels};
 use crate::flow::{Flow, FlowError, FlowId, FlowKind, TlsFacts, TunnelReason};
@@ -65,10 +66,6 @@ const SLOW_REWRITE: Duration = Duration::from_secs(1);
 
 /// Highest `session-<n>.har` tried before giving up.
 const MAX_SESSION_NUMBER: u32 = 100_000;
-
-/// The line buffer is reused between entries; one that a large entry grew
-/// past this is given back rather than held for the whole session.
-const LINE_BUFFER_KEEP: usize = 256 * 1024;
 
 /// How the HAR writer behaves.
 #[derive(Debug, Clone)]
@@ -154,14 +151,10 @@ pub struct HarWriter {
     har_path: PathBuf,
     tmp_path: PathBuf,
     spool_path: PathBuf,
-    spool: File,
-    /// Bytes of whole entry lines in the spool: the assembly reads no
-    /// further, so a half-written line can never reach the HAR.
-    spool_len: u64,
-    /// Set when a failed append could not be cut back out of the spool;
-    /// later entries would follow the broken line, so none are added.
-    spool_broken: bool,
-    line: Vec<u8>,
+    /// Entry lines; the assembly reads only its whole lines
+    /// ([`LineLog::written_len`]), so a half-written line never reaches the
+    /// HAR, and entries a full disk refused wait in its backlog.
+    spool: LineLog,
     pages: Vec<PagePeriod>,
     pending: BTreeMap<FlowId, Pending>,
     pending_evicted: u64,
@@ -185,10 +178,7 @@ impl HarWriter {
             har_path: out_dir.join(format!("{stem}.har")),
             tmp_path: out_dir.join(format!("{stem}.har.tmp")),
             spool_path: out_dir.join(format!(".{stem}.har.spool")),
-            spool,
-            spool_len: 0,
-            spool_broken: false,
-            line: Vec::new(),
+            spool: LineLog::new(spool, Durability::Batched)?,
             pages: vec![PagePeriod::new(1, first)],
             pending: BTreeMap::new(),
             pending_evicted: 0,
@@ -240,11 +230,6 @@ impl HarWriter {
     }
 
     fn spool_entry(&mut self, flow: &Flow, pending: &Pending) -> io::Result<()> {
-        if self.spool_broken {
-            return Err(io::Error::other(
-                "the HAR spool could not be repaired after a failed write; entries are no longer added",
-            ));
-        }
         let labels = pending.labels.as_deref();
         let page = &self.pages[page_index(&self.pages, flow.timing.start, labels.map(|l| l.phase))];
         let ctx = EntryContext {
@@ -253,28 +238,18 @@ impl HarWriter {
             labels,
             findings: &pending.findings,
         };
-        self.line.clear();
-        serde_json::to_writer(&mut self.line, &har_model::entry(flow, ctx))?;
-        self.line.push(b'\n');
-        // One write per entry (no buffering), so a failure is known here
-        // and the spool can be cut back to its last whole line.
-        if let Err(err) = self.spool.write_all(&self.line) {
-            if self.spool.set_len(self.spool_len).is_err() {
-                self.spool_broken = true;
-            }
-            return Err(err);
-        }
-        self.spool_len += self.line.len() as u64;
-        if self.line.capacity() > LINE_BUFFER_KEEP {
-            self.line = Vec::new();
-        }
-        Ok(())
+        let mut line = serde_json::to_vec(&har_model::entry(flow, ctx))?;
+        line.push(b'\n');
+        self.spool.push(line)
     }
 
     /// Assembles the HAR from the spool into the temp file, makes it
     /// durable and renames it over the HAR file.
     fn rewrite(&mut self) -> io::Result<()> {
         let started = Instant::now();
+        // Entries still queued would be missing from the HAR; while the
+        // disk refuses them the HAR stays as it was (valid) and `dirty`.
+        self.spool.flush()?;
         let result = self
             .write_tmp()
             .and_then(|()| fs::rename(&self.tmp_path, &self.har_path));
@@ -332,7 +307,7 @@ impl HarWriter {
     /// Returns how many entries were copied.
     fn copy_spool(&self, out: &mut impl Write) -> io::Result<u64> {
         let spool = File::open(&self.spool_path)?;
-        let mut reader = BufReader::with_capacity(256 * 1024, spool.take(self.spool_len));
+        let mut reader = BufReader::with_capacity(256 * 1024, spool.take(self.spool.written_len()));
         let mut line = Vec::new();
         let mut entries = 0u64;
         loop {
@@ -546,15 +521,13 @@ impl Drop for HarWriter {
             && let Err(err) = self.rewrite()
         {
             tracing::error!(
-                "writing {} failed: {err}; its last entries remain in {}",
+                "writing {} failed: {err}; the entries that reached the disk remain in {}",
                 self.har_path.display(),
                 self.spool_path.display()
             );
             return;
         }
-        if !self.spool_broken {
-            let _ = fs::remove_file(&self.spool_path);
-        }
+        let _ = fs::remove_file(&self.spool_path);
     }
 }
 

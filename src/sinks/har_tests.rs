@@ -510,6 +510,7 @@ fn a_half_written_spool_line_never_reaches_the_har() {
     let dir = tempfile::tempdir().unwrap();
     let mut writer = writer_in(&dir, Duration::ZERO);
     feed(&mut writer, [done(get(1.0))]);
+    writer.finalize().unwrap();
     // What a crash between two writes would leave behind.
     let mut spool = OpenOptions::new()
         .append(true)

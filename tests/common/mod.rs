@@ -4,7 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod bin;
 pub mod origin;
+pub mod tunnel;
 
 use leakscope::ca::CertAuthority;
 use leakscope::consent::PhaseClock;
