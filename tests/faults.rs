@@ -210,3 +210,41 @@ fn a_full_disk_delays_evidence_but_traffic_flows_and_nothing_is_lost() {
     let entries = har_entries(&out.join("session.har"));
     assert_eq!(tags(&entries, |e| &e["request"]["url"]), all, "session.har");
 }
+
+#[test]
+fn a_restart_on_the_same_out_dir_appends_a_session_and_clobbers_nothing() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let origin = runtime.block_on(Origin::start());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    for (round, tag) in ["first", "second"].into_iter().enumerate() {
+        let (mut bin, port) = start(dir.path(), &origin);
+        send(&runtime, &origin, port, tag, 2);
+        bin.wait_for_stdout(&format!("req={tag}-1"));
+        bin.signal("TERM");
+        bin.finish().assert_ok();
+        let har = if round == 0 {
+            "session.har"
+        } else {
+            "session-2.har"
+        };
+        assert_eq!(
+            tags(&har_entries(&out.join(har)), |e| &e["request"]["url"]),
+            expected_tags(&[(tag, 2)]),
+            "{har} holds its own session"
+        );
+    }
+    assert_eq!(
+        tags(
+            &har_entries(&out.join("session.har")),
+            |e| &e["request"]["url"]
+        ),
+        expected_tags(&[("first", 2)]),
+        "the first session's HAR is untouched"
+    );
+    assert_eq!(
+        tags(&jsonl(&out.join("findings.jsonl")), |f| &f["url"]),
+        expected_tags(&[("first", 2), ("second", 2)]),
+        "findings.jsonl is appended to, never truncated"
+    );
+}
