@@ -9,7 +9,7 @@ use crate::flow::capture::CaptureLimits;
 use crate::phase_keys;
 use crate::pipeline::Pipeline;
 use crate::proxy::{self, AccessPolicy, ProxyAuth, ProxyConfig, Timeouts};
-use crate::session::{Sink, SinkHub};
+use crate::session::{EventFilter, Sink, SinkHub};
 use crate::sinks::findings::FindingsLog;
 use crate::sinks::har::{HarOptions, HarWriter};
 use crate::sinks::session_info::{SessionInfo, SessionInfoLog};
@@ -197,7 +197,7 @@ pub(crate) struct Session {
 /// Compiles the detectors, creates the output directory, starts the sinks
 /// and wires the inspector into a pipeline.
 pub(crate) fn start_session(spec: SessionSpec<'_>) -> anyhow::Result<Session> {
-    let privacy = spec.privacy.compile()?;
+    let mut privacy = spec.privacy.compile()?;
     std::fs::create_dir_all(spec.out)
         .with_context(|| format!("creating the output directory {}", spec.out.display()))?;
     let device = spec.privacy.device()?;
@@ -205,7 +205,8 @@ pub(crate) fn start_session(spec: SessionSpec<'_>) -> anyhow::Result<Session> {
     // (findings.jsonl writes it at once), even if the process dies next.
     let mut sinks = session_sinks(&spec, device)?;
     sinks.extend(spec.extra_sinks);
-    let hub = SinkHub::start(sinks);
+    let redactor = privacy.redactor.take();
+    let hub = SinkHub::start_filtered(sinks, redactor.map(|r| Box::new(r) as Box<dyn EventFilter>));
     let inspector = privacy.inspector(spec.phases.clone(), hub.sender());
     let pipeline = Pipeline::new(vec![Arc::new(inspector)], spec.limits, hub.sender());
     let switch = PhaseSwitch::new(spec.phases, hub.sender());

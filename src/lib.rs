@@ -18,6 +18,7 @@ pub mod logging;
 pub mod phase_keys;
 pub mod pipeline;
 pub mod proxy;
+pub mod redact;
 pub mod report;
 pub mod scan;
 pub mod session;

@@ -43,6 +43,11 @@ pub trait Sink: Send {
     }
 }
 
+/// Rewrites each event once before any sink sees it (`--redact`).
+pub trait EventFilter: Send {
+    fn apply(&mut self, event: SessionEvent) -> SessionEvent;
+}
+
 /// How often an idle sink thread flushes anyway.
 const IDLE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -75,10 +80,18 @@ pub struct SinkHub {
 impl SinkHub {
     /// Starts the sink thread with the given sinks.
     pub fn start(sinks: Vec<Box<dyn Sink>>) -> SinkHub {
+        SinkHub::start_filtered(sinks, None)
+    }
+
+    /// Starts the sink thread; every event passes `filter` first.
+    pub fn start_filtered(
+        sinks: Vec<Box<dyn Sink>>,
+        filter: Option<Box<dyn EventFilter>>,
+    ) -> SinkHub {
         let (tx, rx) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("leakscope-sinks".into())
-            .spawn(move || run_sinks(rx, sinks))
+            .spawn(move || run_sinks(rx, sinks, filter))
             .expect("spawning the sink thread (out of threads?)");
         SinkHub {
             tx,
@@ -113,7 +126,11 @@ impl Drop for SinkHub {
     }
 }
 
-fn run_sinks(rx: mpsc::Receiver<Message>, mut sinks: Vec<Box<dyn Sink>>) {
+fn run_sinks(
+    rx: mpsc::Receiver<Message>,
+    mut sinks: Vec<Box<dyn Sink>>,
+    mut filter: Option<Box<dyn EventFilter>>,
+) {
     let mut failed = vec![false; sinks.len()];
     loop {
         // Block for the next message; flush whenever the queue runs dry so
@@ -134,6 +151,10 @@ fn run_sinks(rx: mpsc::Receiver<Message>, mut sinks: Vec<Box<dyn Sink>>) {
         };
         match message {
             Message::Event(event) => {
+                let event = match &mut filter {
+                    Some(filter) => filter.apply(event),
+                    None => event,
+                };
                 for (sink, failed) in sinks.iter_mut().zip(failed.iter_mut()) {
                     report(sink.name(), sink.handle(&event), failed);
                 }

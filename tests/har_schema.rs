@@ -242,6 +242,7 @@ fn write_har(dir: &Path, flows: &[Arc<Flow>]) -> PathBuf {
                 sdk: Some(sdk()),
                 violations: vec![Violation::ThirdParty],
                 evidence: format!("imei={IMEI}"),
+                value: None,
             })));
         }
         handle(SessionEvent::FlowDone(flow.clone()));

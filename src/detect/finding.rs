@@ -8,6 +8,7 @@
 //! body is one finding naming the strongest encoding.
 
 use super::Confidence;
+use super::secret::Secret;
 use crate::consent::ConsentPhase;
 use crate::flow::FlowId;
 use serde::Serialize;
@@ -102,6 +103,10 @@ pub struct Finding {
     pub violations: Vec<Violation>,
     /// A short excerpt around the match (value masked under `--redact`).
     pub evidence: String,
+    /// The matched text when the detector reported one; never written out,
+    /// only used to mask the value in the flow record under `--redact`.
+    #[serde(skip)]
+    pub value: Option<Secret>,
 }
 
 impl Finding {

@@ -57,6 +57,8 @@ pub enum SetupError {
 
 /// Detectors and rules loaded and compiled, waiting for a session.
 pub struct CompiledPrivacy {
+    /// Set under `--redact`: masks values in flow records for the sinks.
+    pub redactor: Option<crate::redact::Redactor>,
     detectors: Detectors,
     catalogue: SdkCatalogue,
     verdicts: Verdicts,
@@ -114,7 +116,11 @@ impl PrivacySettings {
             redact: self.redact,
         };
         let verdicts = Verdicts::new(declared, self.max_rate);
+        let redactor = self
+            .redact
+            .then(|| crate::redact::Redactor::new(KnownValueMatcher::new(&profile)));
         Ok(CompiledPrivacy {
+            redactor,
             detectors,
             catalogue,
             verdicts,
@@ -326,6 +332,7 @@ impl PrivacyTap {
             sdk: ctx.sdk.clone(),
             violations: Vec::new(),
             evidence: hit.evidence,
+            value: hit.value,
         };
         finding.violations = self
             .shared

@@ -12,6 +12,7 @@
 //! pattern beats key, then higher confidence, then the more direct
 //! encoding, then the shorter container chain.
 
+use super::secret::Secret;
 use super::Confidence;
 use super::finding::DetectorKind;
 use super::keys::{KeyScanner, KeyStream};
@@ -63,6 +64,9 @@ pub struct Hit {
     /// Containers opened to reach the value, outermost first.
     pub chain: Vec<String>,
     pub evidence: String,
+    /// The matched text, when the detector reports one (patterns, keys):
+    /// what `--redact` must mask in the flow record.
+    pub value: Option<Secret>,
     strength: u8,
 }
 
@@ -199,6 +203,7 @@ impl<'d> MessageScan<'d> {
             confidence: raw.confidence,
             chain: self.chain.clone(),
             evidence,
+            value: raw.value.map(Secret::new),
             strength: raw.strength,
         };
         self.keep(hit);

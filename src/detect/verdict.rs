@@ -199,6 +199,7 @@ mod tests {
             sdk,
             violations: vec![],
             evidence: String::new(),
+            value: None,
         }
     }
 

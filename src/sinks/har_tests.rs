@@ -106,6 +106,7 @@ fn finding(flow: &Flow) -> Finding {
         sdk: Some(sdk()),
         violations: vec![Violation::PreConsent, Violation::ThirdParty],
         evidence: "imei=490154203237518".to_owned(),
+        value: None,
     }
 }
 

@@ -119,6 +119,7 @@ fn finding(f: Found<'_>) -> Finding {
         sdk: f.sdk,
         violations: f.violations,
         evidence: f.evidence.into(),
+        value: None,
     }
 }
 
