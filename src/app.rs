@@ -56,7 +56,7 @@ fn print_ca(ca: &CertAuthority) {
 
 /// `leakscope run`.
 fn run(mut args: RunArgs) -> anyhow::Result<()> {
-    let config = proxy_config(&args)?;
+    let mut config = proxy_config(&args)?;
     let limits = CaptureLimits {
         body_limit: usize::try_from(args.body_limit).context("--body-limit is too large")?,
         decode_limit: args.decode_limit,
@@ -91,15 +91,17 @@ fn run(mut args: RunArgs) -> anyhow::Result<()> {
 
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let served = runtime.block_on(async {
+        let control = match args.control.0 {
+            Some(addr) => start_control(addr, switch.clone(), findings_path).await,
+            None => None,
+        };
+        // The app under test must not switch phases through the proxy.
+        config.services.extend(control);
         let proxy = proxy::start(&config, &ca, pipeline).await?;
         // Handlers first: a signal right after the banner must stop us
         // cleanly, not kill us with the default action.
         let mut stop = StopSignals::install()?;
-        let control = match args.control.0 {
-            Some(addr) => Some(start_control(addr, switch.clone(), findings_path).await),
-            None => None,
-        };
-        print_banner(&config, proxy.addr(), &ca, &out, control.flatten());
+        print_banner(&config, proxy.addr(), &ca, &out, control);
         if let Some(android) = &android {
             android.launch_app(); // --app: only now that the proxy listens
         }

@@ -1,5 +1,7 @@
 //! The control API and `leakscope mark`, over real HTTP on loopback.
 
+mod common;
+
 use leakscope::consent::{ConsentPhase, PhaseClock};
 use leakscope::control::{self, PhaseSwitch};
 use leakscope::session::{SessionEvent, Sink, SinkHub};
@@ -150,4 +152,57 @@ fn mark_without_a_session_says_what_to_do() {
         .unwrap();
     let err = control::mark(dead, ConsentPhase::Consented).unwrap_err();
     assert!(err.contains("leakscope run"), "{err}");
+}
+
+/// The app under test talks through the proxy; it must not be able to
+/// switch the phase (and so launder pre-consent traffic) or read findings.
+#[test]
+fn the_control_api_cannot_be_reached_through_the_proxy() {
+    use common::bin::{Bin, run_args};
+    let dir = tempfile::tempdir().unwrap();
+    let mut bin = Bin::spawn(&run_args("127.0.0.1:0", dir.path()));
+    let port = bin.wait_for_banner();
+    let line = bin.wait_for_stderr("Control API: http://");
+    let control = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("control address in the banner")
+        .to_owned();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let proxy = reqwest::Proxy::all(format!("http://127.0.0.1:{port}")).unwrap();
+        let through_proxy = reqwest::Client::builder()
+            .use_preconfigured_tls(common::origin::client_tls_config(&[]))
+            .proxy(proxy)
+            .build()
+            .unwrap();
+        for target in [control.clone(), control.replace("127.0.0.1", "localhost")] {
+            let res = through_proxy
+                .post(format!("http://{target}/phase"))
+                .body(r#"{"phase": "consented"}"#)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 403, "POST /phase via the proxy to {target}");
+            let res = through_proxy
+                .get(format!("http://{target}/findings"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 403, "GET /findings via the proxy to {target}");
+        }
+        // Directly, the tester still can; the phase was never switched.
+        let phase = client()
+            .get(format!("http://{control}/phase"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(phase.contains("pre-consent"), "{phase}");
+    });
+    bin.signal("TERM");
+    bin.finish().assert_ok();
 }

@@ -87,8 +87,8 @@ impl FlowHandler {
         };
         let host = authority.host().trim_matches(['[', ']']).to_owned();
         let port = authority.port_u16().unwrap_or(443);
-        if self.shared.is_own_address(&host, port) {
-            return loop_refusal().into();
+        if let Some(refusal) = self.own_target(&host, port) {
+            return refusal.into();
         }
         if self.shared.ignores(&host) {
             let flow = tunnel::tunnel_flow(ctx.client_addr, &host, port);
@@ -173,8 +173,8 @@ impl HttpHandler for FlowHandler {
             return cert_page::serve(&self.shared.cert_page, req.uri().path()).into();
         }
         let (host, port) = host_and_port(req.uri(), req.headers());
-        if self.shared.is_own_address(&host, port) {
-            return loop_refusal().into();
+        if let Some(refusal) = self.own_target(&host, port) {
+            return refusal.into();
         }
         self.open_flow(ctx, req).into()
     }
@@ -399,11 +399,23 @@ fn text_response(status: StatusCode, text: &str) -> Response<Body> {
         .expect("static response parts are valid")
 }
 
-fn loop_refusal() -> Response<Body> {
-    text_response(
-        StatusCode::LOOP_DETECTED,
-        "leakscope: request addressed to the proxy itself; refusing to loop\n",
-    )
+impl FlowHandler {
+    /// The answer for a request aimed at leakscope itself: the proxy (a
+    /// loop) or the control API (the app must not switch phases).
+    fn own_target(&self, host: &str, port: u16) -> Option<Response<Body>> {
+        if self.shared.is_own_address(host, port) {
+            return Some(text_response(
+                StatusCode::LOOP_DETECTED,
+                "leakscope: request addressed to the proxy itself; refusing to loop\n",
+            ));
+        }
+        self.shared.is_own_service(host, port).then(|| {
+            text_response(
+                StatusCode::FORBIDDEN,
+                "leakscope: the control API cannot be reached through the proxy\n",
+            )
+        })
+    }
 }
 
 /// Names the upstream failure the way a tester needs to read it.

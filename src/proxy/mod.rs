@@ -51,6 +51,9 @@ pub struct ProxyConfig {
     /// Fixed upstream addresses by host name (`--resolve HOST=ADDR`), for
     /// HTTP(S) flows and pass-through tunnels.
     pub resolve: HashMap<String, SocketAddr>,
+    /// leakscope's own services (the control API), refused to anything
+    /// arriving through the proxy.
+    pub services: Vec<SocketAddr>,
 }
 
 impl ProxyConfig {
@@ -66,6 +69,7 @@ impl ProxyConfig {
             timeouts: Timeouts::default(),
             leaf_cache: 1000,
             resolve: HashMap::new(),
+            services: Vec::new(),
         }
     }
 }
@@ -107,6 +111,7 @@ pub(crate) struct Shared {
     pub resolve: HashMap<String, SocketAddr>,
     /// The address actually bound (port resolved).
     pub listen: SocketAddr,
+    pub services: Vec<SocketAddr>,
 }
 
 impl Shared {
@@ -119,17 +124,32 @@ impl Shared {
     /// True when `host:port` is this proxy's own listening socket: relaying
     /// it would loop forever.
     pub fn is_own_address(&self, host: &str, port: u16) -> bool {
-        if port != self.listen.port() {
-            return false;
+        addresses(host, port, self.listen)
+    }
+
+    /// True when `host:port` is one of leakscope's own services (the
+    /// control API): traffic through the proxy — the app under test —
+    /// must not switch phases or read findings.
+    pub fn is_own_service(&self, host: &str, port: u16) -> bool {
+        self.services
+            .iter()
+            .any(|addr| addresses(host, port, *addr))
+    }
+}
+
+/// Whether `host:port`, as a client names it, reaches the socket bound at
+/// `bound` on this machine.
+fn addresses(host: &str, port: u16, bound: SocketAddr) -> bool {
+    if port != bound.port() {
+        return false;
+    }
+    match host.parse::<IpAddr>() {
+        Ok(ip) => {
+            ip == bound.ip()
+                || (ip.is_loopback() && bound.ip().is_loopback())
+                || bound.ip().is_unspecified()
         }
-        match host.parse::<IpAddr>() {
-            Ok(ip) => {
-                ip == self.listen.ip()
-                    || (ip.is_loopback() && self.listen.ip().is_loopback())
-                    || self.listen.ip().is_unspecified()
-            }
-            Err(_) => host.eq_ignore_ascii_case("localhost"),
-        }
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
     }
 }
 
@@ -208,6 +228,7 @@ pub async fn start(
         connect_timeout: config.timeouts.connect,
         resolve: config.resolve.clone(),
         listen: addr,
+        services: config.services.clone(),
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let proxy = Proxy::builder()
