@@ -97,6 +97,7 @@ fn run(mut args: RunArgs) -> anyhow::Result<()> {
         };
         // The app under test must not switch phases through the proxy.
         config.services.extend(control);
+        crate::memory::spawn_trimmer(pipeline.clone());
         let proxy = proxy::start(&config, &ca, pipeline).await?;
         // Handlers first: a signal right after the banner must stop us
         // cleanly, not kill us with the default action.

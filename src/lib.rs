@@ -15,6 +15,7 @@ pub mod control;
 pub mod detect;
 pub mod flow;
 pub mod logging;
+pub mod memory;
 pub mod phase_keys;
 pub mod pipeline;
 pub mod proxy;
