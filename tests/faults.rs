@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::bin::{Bin, WAIT, run_args};
+use common::bin::{Bin, WAIT, jsonl, profiled_run_args};
 use common::origin::{Origin, proxied_client};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -15,23 +15,9 @@ use std::time::{Duration, Instant};
 /// flow has exactly one finding (`imei` in the URL).
 const IMEI: &str = "490154203237518";
 
-fn profile() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("detectors/example-profile.toml")
-        .display()
-        .to_string()
-}
-
 /// `run` on an ephemeral port with the example profile, trusting `origin`.
 fn start(dir: &Path, origin: &Origin) -> (Bin, u16) {
-    let mut args = run_args("127.0.0.1:0", dir);
-    args.extend([
-        "--upstream-ca".into(),
-        origin.ca_pem_path.display().to_string(),
-        "--profile".into(),
-        profile(),
-    ]);
-    let mut bin = Bin::spawn(&args);
+    let mut bin = Bin::spawn(&profiled_run_args(dir, &origin.ca_pem_path));
     let port = bin.wait_for_banner();
     (bin, port)
 }
@@ -48,15 +34,6 @@ fn send(runtime: &tokio::runtime::Runtime, origin: &Origin, port: u16, tag: &str
             assert_eq!(res.status(), 200, "{url}");
         }
     });
-}
-
-/// Parses every line of a JSONL file; a half line fails the test.
-fn jsonl(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
-        .collect()
 }
 
 fn har_entries(path: &Path) -> Vec<Value> {

@@ -5,9 +5,8 @@
 
 mod common;
 
-use common::bin::{Bin, run_args};
+use common::bin::{Bin, profiled_run_args};
 use common::origin::{Origin, client_tls_config};
-use std::path::Path;
 
 const IMEI: &str = "490154203237518";
 const ANDROID_ID: &str = "3f8a2c1be47d9a05";
@@ -23,16 +22,8 @@ fn session_outputs(extra: &[&str]) -> Vec<(String, Vec<u8>)> {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let origin = runtime.block_on(Origin::start());
     let dir = tempfile::tempdir().unwrap();
-    let mut args = run_args("127.0.0.1:0", dir.path());
-    let profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("detectors/example-profile.toml");
-    args.extend([
-        "--upstream-ca".into(),
-        origin.ca_pem_path.display().to_string(),
-        "--profile".into(),
-        profile.display().to_string(),
-        "--auth".into(),
-        format!("{USER}:{PASSWORD}"),
-    ]);
+    let mut args = profiled_run_args(dir.path(), &origin.ca_pem_path);
+    args.extend(["--auth".into(), format!("{USER}:{PASSWORD}")]);
     args.extend(extra.iter().map(|s| s.to_string()));
     let mut bin = Bin::spawn(&args);
     let port = bin.wait_for_banner();

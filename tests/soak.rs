@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::bin::{Bin, run_args};
+use common::bin::{Bin, jsonl, profiled_run_args};
 use common::origin::{Origin, client_tls_config};
 use common::tunnel::connect_through;
 use futures::{SinkExt, StreamExt};
@@ -149,15 +149,7 @@ fn soak(until: impl Fn() -> Until) {
         .unwrap();
     let origin = runtime.block_on(Origin::start());
     let dir = tempfile::tempdir().unwrap();
-    let mut args = run_args("127.0.0.1:0", dir.path());
-    let profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("detectors/example-profile.toml");
-    args.extend([
-        "--upstream-ca".into(),
-        origin.ca_pem_path.display().to_string(),
-        "--profile".into(),
-        profile.display().to_string(),
-    ]);
-    let mut bin = Bin::spawn(&args);
+    let mut bin = Bin::spawn(&profiled_run_args(dir.path(), &origin.ca_pem_path));
     let port = bin.wait_for_banner();
     let pid = bin.pid();
     let baseline = status_bytes(&pid, "VmRSS:");
@@ -220,14 +212,6 @@ fn soak(until: impl Fn() -> Until) {
         mib(peak),
         mib(PEAK_CEILING)
     );
-}
-
-fn jsonl(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
-        .collect()
 }
 
 /// The request tag in a URL or WebSocket message (`...req=<tag>`).

@@ -249,3 +249,26 @@ pub fn run_args(listen: &str, dir: &Path) -> Vec<String> {
     ];
     args.map(String::from).to_vec()
 }
+
+/// [`run_args`] plus the example device profile and trust in the test
+/// origin's CA (`origin_ca`): a session that makes findings.
+pub fn profiled_run_args(dir: &Path, origin_ca: &Path) -> Vec<String> {
+    let mut args = run_args("127.0.0.1:0", dir);
+    let profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("detectors/example-profile.toml");
+    args.extend([
+        "--upstream-ca".into(),
+        origin_ca.display().to_string(),
+        "--profile".into(),
+        profile.display().to_string(),
+    ]);
+    args
+}
+
+/// Parses every line of a JSONL evidence file; a half line fails the test.
+pub fn jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+        .collect()
+}
