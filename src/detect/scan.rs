@@ -12,12 +12,12 @@
 //! pattern beats key, then higher confidence, then the more direct
 //! encoding, then the shorter container chain.
 
-use super::secret::Secret;
 use super::Confidence;
 use super::finding::DetectorKind;
 use super::keys::{KeyScanner, KeyStream};
 use super::known::{KnownValueMatcher, KnownValueStream};
 use super::patterns::{PatternScanner, PatternStream};
+use super::secret::Secret;
 use crate::flow::decode::{ContentCoding, StreamDecoder};
 use base64::Engine;
 use std::collections::HashMap;
