@@ -26,13 +26,14 @@
 //! is reported once whatever the chunking; the stream keeps at most ~2 KiB
 //! of look-back.
 
-use std::collections::HashSet;
 use std::sync::LazyLock;
 
 use regex::bytes::{Captures, Regex};
 
 use super::rules::RuleSet;
 use super::secret::Secret;
+use candidates::KeyCandidates;
+use values::{Value, truncate};
 
 /// Longest key introducer the regex below can match.
 const MAX_INTRO: usize = 420;
@@ -62,7 +63,8 @@ static INTRO: LazyLock<Regex> = LazyLock::new(|| {
         // at the start of the message
         r#"(?:\A|[?&;,\s"']|\\u0026)(?P<fkey>[A-Za-z0-9_.\[\]%-]{1,96})="#,
         // multipart part header naming a field
-        r#"(?m:^)(?i:content-disposition):[ \t]{0,16}form-data;[^\r\n]{0,128}?[ ;\t]name="(?P<mkey>[^"\r\n]{1,96})"[^\r\n]{0,128}\r?\n"#,
+        // (counted in bytes, so the introducer stays within `MAX_INTRO`)
+        r#"(?m:^)(?i:content-disposition):[ \t]{0,16}form-data;(?-u:[^\r\n]){0,128}?[ ;\t]name="(?P<mkey>(?-u:[^"\r\n]){1,96})"(?-u:[^\r\n]){0,128}\r?\n"#,
         // header line
         r#"(?m:^)(?P<hkey>[A-Za-z0-9_-]{1,96})(?P<hsep>:)[ \t]{0,16}"#,
         // XML element
@@ -89,12 +91,25 @@ pub struct KeyMatch {
 /// Key rules, shareable by any number of streams.
 pub struct KeyScanner {
     rules: RuleSet,
+    /// Where keys that may name a kind start; `None` runs the regex at
+    /// every introducer (the reference the tests compare with).
+    candidates: Option<KeyCandidates>,
 }
 
 impl KeyScanner {
     pub fn new(rules: &RuleSet) -> KeyScanner {
         KeyScanner {
             rules: rules.clone(),
+            candidates: Some(KeyCandidates::new(rules)),
+        }
+    }
+
+    /// The same rules, with the regex run at every introducer.
+    #[cfg(test)]
+    fn reference(rules: &RuleSet) -> KeyScanner {
+        KeyScanner {
+            rules: rules.clone(),
+            candidates: None,
         }
     }
 
@@ -106,6 +121,7 @@ impl KeyScanner {
             buf_start: 0,
             next: 0,
             unscanned: 0,
+            starts: Vec::new(),
             finished: false,
         }
     }
@@ -122,6 +138,8 @@ pub struct KeyStream<'a> {
     /// Message offset where the next introducer search starts.
     next: u64,
     unscanned: usize,
+    /// Candidate introducer starts (indices into `buf`), reused per scan.
+    starts: Vec<usize>,
     finished: bool,
 }
 
@@ -132,20 +150,6 @@ enum Syntax {
     Multipart,
     Header,
     Xml,
-}
-
-/// What reading a value gave.
-enum Value {
-    /// The buffer ends before the value could be decided.
-    NeedMore,
-    /// Nothing to report (object, empty, …).
-    Skip,
-    /// Raw span in `buf` and the text to check and report.
-    Found {
-        start: usize,
-        end: usize,
-        text: String,
-    },
 }
 
 impl KeyStream<'_> {
@@ -171,6 +175,11 @@ impl KeyStream<'_> {
         }
     }
 
+    /// Decides every introducer that starts before `limit` (those after it
+    /// may still be incomplete), in message order. Each position where an
+    /// introducer starts is looked at on its own (the introducers inside a
+    /// key that names nothing are looked at too); a reported value is
+    /// skipped over.
     fn scan(&mut self, final_: bool, on_match: &mut dyn FnMut(KeyMatch)) {
         self.unscanned = 0;
         let end = self.buf_start + self.buf.len() as u64;
@@ -180,31 +189,52 @@ impl KeyStream<'_> {
         } else {
             end.saturating_sub(MAX_INTRO as u64 + 1)
         };
+        let mut starts = std::mem::take(&mut self.starts);
+        starts.clear();
+        if let Some(candidates) = &self.scanner.candidates {
+            let from = (self.next - self.buf_start) as usize;
+            candidates.collect(&self.buf, from, &mut starts);
+            starts.sort_unstable();
+            starts.dedup();
+        }
+        let mut queue = starts.iter().copied();
+        let mut waiting = false;
         loop {
             let pos = (self.next - self.buf_start) as usize;
-            let Some(caps) = INTRO.captures_at(&self.buf, pos) else {
-                self.next = self.next.max(limit.min(end));
+            let t = if self.scanner.candidates.is_some() {
+                queue.find(|&t| t >= pos)
+            } else {
+                INTRO.find_at(&self.buf, pos).map(|m| m.start())
+            };
+            let Some(t) = t.filter(|&t| self.buf_start + (t as u64) < limit) else {
                 break;
             };
-            let whole = caps.get(0).map_or(pos..pos, |m| m.range());
-            if self.buf_start + whole.start as u64 >= limit {
-                self.next = self.next.max(limit);
-                break;
+            self.next = self.buf_start + t as u64 + 1;
+            // The introducer starting at `t`, if any: every introducer is
+            // at most `MAX_INTRO` bytes long.
+            let hay = &self.buf[..self.buf.len().min(t + MAX_INTRO)];
+            let Some(caps) = INTRO.captures_at(hay, t) else {
+                continue;
+            };
+            if caps.get(0).is_none_or(|m| m.start() != t) {
+                continue;
             }
             match self.pair_at(&caps, final_) {
                 Step::Wait => {
-                    self.next = self.buf_start + whole.start as u64;
+                    self.next -= 1;
+                    waiting = true;
                     break;
                 }
-                Step::Resume(at, found) => {
-                    if let Some(m) = found {
-                        on_match(m);
-                    }
-                    // Always move forward, whatever the introducer was.
-                    let at = at.max(whole.start + 1);
-                    self.next = self.buf_start + at as u64;
+                Step::Nothing => {}
+                Step::Found(value_end, m) => {
+                    on_match(m);
+                    self.next = self.next.max(self.buf_start + value_end as u64);
                 }
             }
+        }
+        self.starts = starts;
+        if !waiting {
+            self.next = self.next.max(limit.min(end));
         }
         if !final_ {
             let keep_from = self
@@ -216,25 +246,23 @@ impl KeyStream<'_> {
         }
     }
 
-    /// Handles one introducer: where to resume and what (if anything) to
-    /// report, or `Wait` if its value is not all here yet.
+    /// Handles one introducer: what (if anything) to report, or `Wait` if
+    /// its value is not all here yet.
     fn pair_at(&self, caps: &Captures<'_>, final_: bool) -> Step {
         let whole = caps.get(0).map_or(0..0, |m| m.range());
-        let (syntax, key_raw, resume) = if let Some(k) = caps.name("jkey") {
+        let (syntax, key_raw) = if let Some(k) = caps.name("jkey") {
             let escaped = caps.name("jesc").is_some_and(|m| !m.is_empty());
-            let sep = caps.name("jsep").map_or(whole.end, |m| m.end());
-            (Syntax::Json { escaped }, k.as_bytes(), sep)
+            (Syntax::Json { escaped }, k.as_bytes())
         } else if let Some(k) = caps.name("fkey") {
-            (Syntax::Form, k.as_bytes(), whole.end)
+            (Syntax::Form, k.as_bytes())
         } else if let Some(k) = caps.name("mkey") {
-            (Syntax::Multipart, k.as_bytes(), whole.end)
+            (Syntax::Multipart, k.as_bytes())
         } else if let Some(k) = caps.name("hkey") {
-            let sep = caps.name("hsep").map_or(whole.end, |m| m.end());
-            (Syntax::Header, k.as_bytes(), sep)
+            (Syntax::Header, k.as_bytes())
         } else if let Some(k) = caps.name("xkey") {
-            (Syntax::Xml, k.as_bytes(), whole.end)
+            (Syntax::Xml, k.as_bytes())
         } else {
-            return Step::Resume(whole.end, None);
+            return Step::Nothing;
         };
         let key = if syntax == Syntax::Form {
             url_decode(key_raw)
@@ -243,9 +271,7 @@ impl KeyStream<'_> {
         };
         let rules = &self.scanner.rules;
         let Some(identifier) = rules.kind_for_key(&key) else {
-            // Resume right after the separator: the value may hold pairs of
-            // its own (`Cookie: imei=…`, `"q": "a=1&imei=…"`).
-            return Step::Resume(resume, None);
+            return Step::Nothing;
         };
         let allow_list = rules.kind(identifier).is_some_and(|k| k.allow_list);
         let from = whole.end;
@@ -259,11 +285,11 @@ impl KeyStream<'_> {
         };
         match value {
             Value::NeedMore => Step::Wait,
-            Value::Skip => Step::Resume(resume, None),
+            Value::Skip => Step::Nothing,
             Value::Found { start, end, text } => {
                 let text = truncate(&text, MAX_VALUE);
                 if !rules.accepts_key_value(identifier, &text) {
-                    return Step::Resume(resume, None);
+                    return Step::Nothing;
                 }
                 let m = KeyMatch {
                     identifier: identifier.to_string(),
@@ -272,329 +298,29 @@ impl KeyStream<'_> {
                     start: self.buf_start + start as u64,
                     end: self.buf_start + end as u64,
                 };
-                Step::Resume(end, Some(m))
+                Step::Found(end, m)
             }
-        }
-    }
-
-    /// The raw value from `from` to the first byte in `stops` (or
-    /// `MAX_RAW_VALUE` bytes, or the end of the message), decoded by `decode`.
-    fn until(
-        &self,
-        from: usize,
-        stops: &[u8],
-        complete: bool,
-        decode: impl Fn(&str) -> String,
-    ) -> Value {
-        let window = &self.buf[from..self.buf.len().min(from + MAX_RAW_VALUE)];
-        let end = match window.iter().position(|b| stops.contains(b)) {
-            Some(n) => from + n,
-            None if complete => from + window.len(),
-            None => return Value::NeedMore,
-        };
-        let text = decode(&String::from_utf8_lossy(&self.buf[from..end]));
-        Value::Found {
-            start: from,
-            end,
-            text,
-        }
-    }
-
-    fn form_value(&self, from: usize, allow_list: bool, complete: bool) -> Value {
-        let value = self.until(from, b"&;#\"'<>\\ \t\r\n", complete, |s| {
-            url_decode(s.as_bytes())
-        });
-        match value {
-            Value::Found { ref text, .. } => {
-                let structured = text.starts_with('{') || text.starts_with('[');
-                if structured && !(allow_list && text.starts_with('[')) {
-                    Value::Skip
-                } else {
-                    value
-                }
-            }
-            other => other,
-        }
-    }
-
-    fn json_value(&self, from: usize, escaped: bool, allow_list: bool, complete: bool) -> Value {
-        let rest = &self.buf[from..];
-        let quote: &[u8] = if escaped { b"\\\"" } else { b"\"" };
-        match rest.first() {
-            None if complete => Value::Skip,
-            None => Value::NeedMore,
-            Some(b'{') => Value::Skip,
-            Some(b'[') if allow_list => self.list_value(from, complete),
-            Some(b'[') => Value::Skip,
-            Some(_) if rest.starts_with(quote) => {
-                let start = from + quote.len();
-                self.json_string(start, escaped, complete)
-            }
-            // `\` alone: cannot tell `\"` (a string) from a literal yet.
-            Some(_) if !complete && rest.len() < quote.len() && quote.starts_with(rest) => {
-                Value::NeedMore
-            }
-            Some(_) => self.until(from, b",}] \t\r\n\\", complete, |s| s.to_string()),
-        }
-    }
-
-    /// A JSON string body starting at `start`; ends at the first unescaped
-    /// quote (or `\"` for JSON escaped inside a string).
-    fn json_string(&self, start: usize, escaped: bool, complete: bool) -> Value {
-        let window = &self.buf[start..self.buf.len().min(start + MAX_RAW_VALUE)];
-        let mut i = 0;
-        let end = loop {
-            match window.get(i) {
-                None if complete => break window.len(),
-                None => return Value::NeedMore,
-                Some(b'\\') if escaped && window.get(i + 1) == Some(&b'"') => break i,
-                Some(b'\\') if escaped => i += 1,
-                Some(b'\\') => i += 2,
-                Some(b'"') if !escaped => break i,
-                Some(_) => i += 1,
-            }
-        }
-        .min(window.len());
-        let raw = &window[..end];
-        let text = if escaped {
-            String::from_utf8_lossy(raw).into_owned()
-        } else {
-            json_unescape(raw)
-        };
-        Value::Found {
-            start,
-            end: start + end,
-            text,
-        }
-    }
-
-    /// The first `MAX_LIST_RAW` bytes of an array starting at `from` (or all
-    /// of it if shorter); skipped if empty.
-    fn list_value(&self, from: usize, complete: bool) -> Value {
-        let window = &self.buf[from..self.buf.len().min(from + MAX_LIST_RAW)];
-        let (mut depth, mut in_str, mut i) = (0usize, false, 0);
-        let end = loop {
-            let Some(&b) = window.get(i) else {
-                if complete || window.len() >= MAX_LIST_RAW {
-                    break window.len();
-                }
-                return Value::NeedMore;
-            };
-            match b {
-                b'\\' if in_str => i += 1,
-                b'"' => in_str = !in_str,
-                b'[' | b'{' if !in_str => depth += 1,
-                b']' | b'}' if !in_str => {
-                    depth = depth.saturating_sub(1);
-                    if depth == 0 {
-                        break i + 1;
-                    }
-                }
-                _ => {}
-            }
-            i += 1;
-        }
-        .min(window.len());
-        let raw = &window[..end];
-        let inner = raw.strip_prefix(b"[").unwrap_or(raw);
-        let inner = inner.strip_suffix(b"]").unwrap_or(inner);
-        if inner.iter().all(u8::is_ascii_whitespace) {
-            return Value::Skip;
-        }
-        Value::Found {
-            start: from,
-            end: from + end,
-            text: String::from_utf8_lossy(raw).into_owned(),
-        }
-    }
-
-    /// Skips the part's remaining header lines up to the blank line, then
-    /// reads the value up to the next boundary line.
-    fn multipart_value(&self, from: usize, complete: bool) -> Value {
-        let headers = &self.buf[from..self.buf.len().min(from + MAX_PART_HEADERS)];
-        let mut line_start = 0;
-        let body = loop {
-            let Some(nl) = headers[line_start..].iter().position(|b| *b == b'\n') else {
-                if complete || headers.len() >= MAX_PART_HEADERS {
-                    return Value::Skip;
-                }
-                return Value::NeedMore;
-            };
-            let line = &headers[line_start..line_start + nl];
-            if line.is_empty() || line == b"\r" {
-                break from + line_start + nl + 1;
-            }
-            line_start += nl + 1;
-        };
-        let window = &self.buf[body..self.buf.len().min(body + MAX_RAW_VALUE)];
-        let end = match find(window, b"\n--") {
-            Some(n) if n > 0 && window[n - 1] == b'\r' => body + n - 1,
-            Some(n) => body + n,
-            None if complete || window.len() >= MAX_RAW_VALUE => body + window.len(),
-            None => return Value::NeedMore,
-        };
-        Value::Found {
-            start: body,
-            end,
-            text: String::from_utf8_lossy(&self.buf[body..end])
-                .trim()
-                .to_string(),
         }
     }
 }
 
 enum Step {
     Wait,
-    Resume(usize, Option<KeyMatch>),
+    Nothing,
+    /// A pair to report, and where its raw value ends in `buf`.
+    Found(usize, KeyMatch),
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Cuts `s` to at most `max` bytes on a character boundary.
-fn truncate(s: &str, max: usize) -> String {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
-}
-
-/// Percent-decoding with `+` as space; malformed escapes are kept as they
-/// are, invalid UTF-8 is replaced.
-pub fn url_decode(raw: &[u8]) -> String {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < raw.len() => match (hex(raw[i + 1]), hex(raw[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h * 16 + l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// JSON string unescaping (`\n`, `\"`, `\uXXXX` with surrogate pairs).
-/// A string JSON refuses (a lone surrogate, a bad escape) is returned as
-/// sent.
-fn json_unescape(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(raw);
-    if !text.contains('\\') {
-        return text.into_owned();
-    }
-    serde_json::from_str::<String>(&format!("\"{text}\"")).unwrap_or_else(|_| text.into_owned())
-}
-
-/// A set of normalised aliases.
-#[derive(Debug, Clone, Default)]
-pub struct Aliases {
-    suffix: HashSet<String>,
-}
-
-impl Aliases {
-    /// Normalises `keys`; keys without letters or digits are dropped.
-    pub fn new(keys: &[String]) -> Aliases {
-        let suffix = keys
-            .iter()
-            .map(|k| normalize_key(k))
-            .filter(|k| !k.is_empty());
-        Aliases {
-            suffix: suffix.collect(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.suffix.is_empty()
-    }
-
-    /// True if `key` (any spelling) equals an alias or ends with one, by the
-    /// token rules of [`key_tokens`].
-    pub fn matches(&self, key: &str) -> bool {
-        match NormalizedKey::new(key) {
-            Some(k) => k.suffixes().any(|(suffix, _)| self.suffix.contains(suffix)),
-            None => key_suffixes(key).any(|(suffix, _)| self.suffix.contains(&suffix)),
-        }
-    }
-}
-
-/// Splits a key into lowercase tokens: on every character that is not
-/// alphanumeric and on camelCase boundaries.
-///
-/// # How keys name kinds
-///
-/// A key is normalised into lowercase tokens, split on every character that
-/// is not alphanumeric and on camelCase boundaries (`deviceIMEIValue` →
-/// `device`, `imei`, `value`; `x-device-imei` → `x`, `device`, `imei`).
-/// Aliases are normalised the same way and compared with the tokens joined
-/// without separators, so `mac_address`, `macAddress` and `macaddress` are one
-/// alias. A key names kind K when
-///
-/// 1. the whole key equals one of K's `keys` or `exact_keys`, or
-/// 2. a suffix of its tokens — the last token, the last two, … — equals one of
-///    K's `keys` (`user.phone`, `device_imei`, `wifiMac`).
-///
-/// The longest matching suffix wins, so the more specific alias decides:
-/// `wifi_ap_mac` is a BSSID (`ap_mac`), not a device MAC (`mac`), and
-/// `id_card_no` is an ID card (`id_card_no`), not a bank card (`card_no`).
-/// Tokens are never matched by substring: `machine`, `macro`, `imei_count`
-/// and `phone_model` name nothing. `exact_keys` hold aliases too generic to
-/// match as a suffix (`sn`, `mc`, `apps`): `sn` is a serial, `order_sn` is not.
-pub fn key_tokens(key: &str) -> Vec<String> {
-    let mut tokens = Vec::new();
-    let mut current = String::new();
-    let chars: Vec<char> = key.chars().collect();
-    for (i, &c) in chars.iter().enumerate() {
-        if !c.is_alphanumeric() {
-            if !current.is_empty() {
-                tokens.push(std::mem::take(&mut current));
-            }
-            continue;
-        }
-        if c.is_uppercase() && !current.is_empty() {
-            let prev = chars[i - 1];
-            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
-            // `deviceImei`, `wifi2Mac`: lower/digit → upper starts a token;
-            // `IMEIValue`: the last capital of a run starts the next word.
-            if prev.is_lowercase() || prev.is_numeric() || (prev.is_uppercase() && next_lower) {
-                tokens.push(std::mem::take(&mut current));
-            }
-        }
-        current.extend(c.to_lowercase());
-    }
-    if !current.is_empty() {
-        tokens.push(current);
-    }
-    tokens
-}
-
-/// The normalised form of an alias or key: its tokens joined.
-pub fn normalize_key(key: &str) -> String {
-    key_tokens(key).concat()
-}
-
-/// Every token suffix of `key`, longest (the whole key, flagged `true`)
-/// first. Keys are capped at 32 tokens: nothing real is longer, and it
-/// bounds the work an adversarial key can cause.
-pub(crate) fn key_suffixes(key: &str) -> impl Iterator<Item = (String, bool)> {
-    let tokens = key_tokens(key);
-    let start = tokens.len().saturating_sub(32);
-    (start..tokens.len()).map(move |i| (tokens[i..].concat(), i == 0))
-}
-
+#[path = "keys_candidates.rs"]
+mod candidates;
 #[path = "keys_normalize.rs"]
 mod normalize;
+#[path = "keys_values.rs"]
+mod values;
 
-pub(crate) use normalize::NormalizedKey;
+pub use normalize::{Aliases, key_tokens, normalize_key};
+pub(crate) use normalize::{NormalizedKey, key_suffixes};
+pub use values::url_decode;
 
 #[cfg(test)]
 #[path = "keys_tests.rs"]

@@ -1,10 +1,108 @@
-//! Key normalisation without allocating, for the hot path: every `=`, `:`
-//! and `<tag>` in traffic has its key looked up, and almost none name an
-//! identifier.
+//! How keys are compared with aliases: tokens, normalisation, and a
+//! non-allocating form for the hot path (every candidate key in traffic is
+//! looked up, and almost none name an identifier).
+
+use std::collections::HashSet;
+
+/// A set of normalised aliases.
+#[derive(Debug, Clone, Default)]
+pub struct Aliases {
+    suffix: HashSet<String>,
+}
+
+impl Aliases {
+    /// Normalises `keys`; keys without letters or digits are dropped.
+    pub fn new(keys: &[String]) -> Aliases {
+        let suffix = keys
+            .iter()
+            .map(|k| normalize_key(k))
+            .filter(|k| !k.is_empty());
+        Aliases {
+            suffix: suffix.collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.suffix.is_empty()
+    }
+
+    /// True if `key` (any spelling) equals an alias or ends with one, by the
+    /// token rules of [`key_tokens`].
+    pub fn matches(&self, key: &str) -> bool {
+        match NormalizedKey::new(key) {
+            Some(k) => k.suffixes().any(|(suffix, _)| self.suffix.contains(suffix)),
+            None => key_suffixes(key).any(|(suffix, _)| self.suffix.contains(&suffix)),
+        }
+    }
+}
+
+/// Splits a key into lowercase tokens: on every character that is not
+/// alphanumeric and on camelCase boundaries.
+///
+/// # How keys name kinds
+///
+/// A key is normalised into lowercase tokens, split on every character that
+/// is not alphanumeric and on camelCase boundaries (`deviceIMEIValue` →
+/// `device`, `imei`, `value`; `x-device-imei` → `x`, `device`, `imei`).
+/// Aliases are normalised the same way and compared with the tokens joined
+/// without separators, so `mac_address`, `macAddress` and `macaddress` are one
+/// alias. A key names kind K when
+///
+/// 1. the whole key equals one of K's `keys` or `exact_keys`, or
+/// 2. a suffix of its tokens — the last token, the last two, … — equals one of
+///    K's `keys` (`user.phone`, `device_imei`, `wifiMac`).
+///
+/// The longest matching suffix wins, so the more specific alias decides:
+/// `wifi_ap_mac` is a BSSID (`ap_mac`), not a device MAC (`mac`), and
+/// `id_card_no` is an ID card (`id_card_no`), not a bank card (`card_no`).
+/// Tokens are never matched by substring: `machine`, `macro`, `imei_count`
+/// and `phone_model` name nothing. `exact_keys` hold aliases too generic to
+/// match as a suffix (`sn`, `mc`, `apps`): `sn` is a serial, `order_sn` is not.
+pub fn key_tokens(key: &str) -> Vec<String> {
+    let mut tokens = Vec::new();
+    let mut current = String::new();
+    let chars: Vec<char> = key.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        if !c.is_alphanumeric() {
+            if !current.is_empty() {
+                tokens.push(std::mem::take(&mut current));
+            }
+            continue;
+        }
+        if c.is_uppercase() && !current.is_empty() {
+            let prev = chars[i - 1];
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            // `deviceImei`, `wifi2Mac`: lower/digit → upper starts a token;
+            // `IMEIValue`: the last capital of a run starts the next word.
+            if prev.is_lowercase() || prev.is_numeric() || (prev.is_uppercase() && next_lower) {
+                tokens.push(std::mem::take(&mut current));
+            }
+        }
+        current.extend(c.to_lowercase());
+    }
+    if !current.is_empty() {
+        tokens.push(current);
+    }
+    tokens
+}
+
+/// The normalised form of an alias or key: its tokens joined.
+pub fn normalize_key(key: &str) -> String {
+    key_tokens(key).concat()
+}
+
+/// Every token suffix of `key`, longest (the whole key, flagged `true`)
+/// first. Keys are capped at 32 tokens: nothing real is longer, and it
+/// bounds the work an adversarial key can cause.
+pub(crate) fn key_suffixes(key: &str) -> impl Iterator<Item = (String, bool)> {
+    let tokens = key_tokens(key);
+    let start = tokens.len().saturating_sub(32);
+    (start..tokens.len()).map(move |i| (tokens[i..].concat(), i == 0))
+}
 
 /// A key split into tokens and normalised without allocating: ASCII keys
 /// of at most 256 bytes (what key lookups meet on the hot path). Gives the
-/// same tokens as [`super::key_tokens`].
+/// same tokens as [`key_tokens`].
 pub(crate) struct NormalizedKey {
     norm: [u8; 256],
     len: usize,
@@ -69,12 +167,12 @@ impl NormalizedKey {
         self.tokens
     }
 
-    /// The tokens joined: [`super::normalize_key`].
+    /// The tokens joined: [`normalize_key`].
     pub(crate) fn joined(&self) -> &str {
         self.text(0, self.len)
     }
 
-    /// As [`super::key_suffixes`], without allocating.
+    /// As [`key_suffixes`], without allocating.
     pub(crate) fn suffixes(&self) -> impl Iterator<Item = (&str, bool)> {
         let first = self.tokens.saturating_sub(32);
         (first..self.tokens)

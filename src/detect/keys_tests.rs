@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 
 use proptest::prelude::*;
 
+use super::values::json_unescape;
 use super::*;
 
 static SCANNER: LazyLock<KeyScanner> = LazyLock::new(|| KeyScanner::new(&RuleSet::embedded()));
@@ -323,5 +324,150 @@ proptest! {
         let msg = format!("imei={text}\"oaid\":{text}<sn>{text}");
         let want = run(&[msg.as_bytes()]);
         prop_assert_eq!(run(&cut(msg.as_bytes(), points)), want);
+    }
+}
+
+/// Key/value text built from aliases in every spelling, look-alike keys,
+/// and the bytes each syntax is made of, so the candidate filter meets
+/// every way a key can name a kind.
+fn key_traffic() -> impl Strategy<Value = String> {
+    let noise = prop::sample::select(vec![
+        "imei",
+        "IMEI",
+        "Imei",
+        "device",
+        "mac",
+        "Address",
+        "sn",
+        "ime",
+        "手机",
+        "É",
+        "ß",
+        "_",
+        "-",
+        ".",
+        " ",
+        "%5F",
+        "%69",
+        "%20",
+        "\\u0026",
+        "\"",
+        "\\\"",
+        ":",
+        "=",
+        "&",
+        "?",
+        ";",
+        "<",
+        ">",
+        "</",
+        "\n",
+        "\r\n",
+        "{",
+        "}",
+        "[",
+        "]",
+        ",",
+        "'",
+        "\u{3000}",
+        "\u{a0}",
+        "\r\n\r\n",
+        "Content-Disposition: form-data; name=\"",
+        "490154203237518",
+        "3c:5a:b4:01:02:03",
+    ]);
+    let prefix = prop::sample::select(vec![
+        "", "user", "order", "x", "wifi", "ap", "ble", "2", "Device", "_", "É", "手", "%61",
+    ]);
+    let sep = prop::sample::select(vec!["", "_", "-", ".", " ", "%5F", "\u{a0}"]);
+    let alias = prop::sample::select(vec![
+        "imei",
+        "IMEI",
+        "Imei",
+        "iMEI",
+        "Mac",
+        "MAC",
+        "mac_address",
+        "MacAddress",
+        "sn",
+        "SN",
+        "ime",
+        "phone",
+        "Phone",
+        "手机号",
+        "电话",
+        "ssid",
+        "Bssid",
+        "%69mei",
+        "im%65i",
+        "ImeiValue",
+    ]);
+    let syntax = prop::sample::select(vec![
+        ("\"", "\":\"", "\""),
+        ("\\\"", "\\\":\\\"", "\\\""),
+        ("&", "=", "&"),
+        ("\\u0026", "=", ""),
+        ("\n", ": ", "\r\n"),
+        ("<", ">", "</x>"),
+        ("\u{3000}", "=", " "),
+        (
+            "\r\nContent-Disposition: form-data; name=\"",
+            "\"\r\n\r\n",
+            "\r\n--b\r\n",
+        ),
+    ]);
+    let value = prop::sample::select(vec![
+        "490154203237518",
+        "3c:5a:b4:01:02:03",
+        "13800138000",
+        "a1b2c3d4e5f60718",
+        "R58M12345",
+        "Home",
+        "",
+    ]);
+    let pair = (prefix, sep, alias, syntax, value)
+        .prop_map(|(p, s, a, (open, mid, close), v)| format!("{open}{p}{s}{a}{mid}{v}{close}"));
+    let piece = prop_oneof![noise.prop_map(String::from), pair];
+    proptest::collection::vec(piece, 0..16).prop_map(|v| v.concat())
+}
+
+fn run_with(scanner: &KeyScanner, chunks: &[&[u8]]) -> Vec<Hit> {
+    let mut hits = Vec::new();
+    let mut stream = scanner.stream();
+    let mut push = |m: KeyMatch| {
+        let value = m.value.expose().to_string();
+        hits.push((m.identifier, m.key, value, m.start, m.end));
+    };
+    for c in chunks {
+        stream.feed(c, &mut push);
+    }
+    stream.finish(&mut push);
+    hits
+}
+
+static REFERENCE: LazyLock<KeyScanner> =
+    LazyLock::new(|| KeyScanner::reference(&RuleSet::embedded()));
+
+proptest! {
+    /// The candidate filter only skips introducers whose key names nothing:
+    /// the fast scan reports what the regex at every introducer reports.
+    #[test]
+    fn candidates_find_what_the_regex_at_every_introducer_finds(
+        text in key_traffic(),
+        points in proptest::collection::vec(0usize..600, 0..5),
+    ) {
+        let msg = text.as_bytes();
+        let want = run_with(&REFERENCE, &[msg]);
+        prop_assert_eq!(run_with(&SCANNER, &[msg]), want.clone());
+        prop_assert_eq!(run_with(&SCANNER, &cut(msg, points)), want);
+    }
+
+    #[test]
+    fn candidates_agree_on_arbitrary_bytes(
+        bytes in proptest::collection::vec(any::<u8>(), 0..600),
+        points in proptest::collection::vec(0usize..600, 0..5),
+    ) {
+        let want = run_with(&REFERENCE, &[&bytes]);
+        prop_assert_eq!(run_with(&SCANNER, &cut(&bytes, points)), want);
     }
 }

@@ -131,6 +131,8 @@ pub struct PatternScanner {
     /// For kinds with pair rules: kind index and its groups, in rule order.
     pair_kinds: Vec<(usize, Vec<String>)>,
     prepass: Prepass,
+    /// What a key allows, for the rules the pre-pass covers.
+    key_masks: KeyMasks,
     /// Rules the pre-pass does not cover, searched the plain way.
     plain: Vec<usize>,
 }
@@ -163,11 +165,13 @@ impl PatternScanner {
         let plain = (0..scan.len())
             .filter(|i| !prepass.rules.contains(i))
             .collect();
+        let key_masks = KeyMasks::new(&scan, &prepass.rules, rules.kinds().len());
         PatternScanner {
             rules: rules.clone(),
             scan,
             pair_kinds,
             prepass,
+            key_masks,
             plain,
         }
     }
@@ -178,6 +182,7 @@ impl PatternScanner {
     fn plain_only(rules: &RuleSet) -> PatternScanner {
         let mut scanner = PatternScanner::new(rules);
         scanner.prepass = Prepass::new(std::iter::empty());
+        scanner.key_masks = KeyMasks::new(&scanner.scan, &[], rules.kinds().len());
         scanner.plain = (0..scanner.scan.len()).collect();
         scanner
     }
@@ -382,19 +387,21 @@ impl PatternStream<'_> {
         let scanner = self.scanner;
         let pre = &scanner.prepass;
         let (buf, base, next) = (&self.buf[..], self.buf_start, &mut self.next);
-        pre.candidates(buf, from, to, |p, mut mask| {
-            // The key before `p` is the same for every rule: look it up once.
-            let mut key = None;
+        let (rules, scan) = (&scanner.rules, &scanner.scan[..]);
+        // The key before `p` is the same for every rule: one lookup
+        // settles them all.
+        let key_allows = |p| {
+            scanner
+                .key_masks
+                .allowed(&KeyInfo::at(rules, buf, p), rules, scan)
+        };
+        pre.candidates(buf, from, to, key_allows, |p, mut mask| {
             while mask != 0 {
                 let bit = mask.trailing_zeros() as usize;
                 mask &= mask - 1;
                 let i = pre.rules[bit];
                 let sr = &scanner.scan[i];
                 if base + (p as u64) < next[i] {
-                    continue;
-                }
-                let key = key.get_or_insert_with(|| KeyInfo::at(&scanner.rules, buf, p));
-                if !key.allows(&scanner.rules, sr) {
                     continue;
                 }
                 let Some(end) = pre.probe(bit, buf, p) else {
@@ -496,7 +503,7 @@ mod prepass;
 #[path = "patterns_shape.rs"]
 mod shape;
 
-use context::{KeyInfo, blocked_before, escaped_before, evaluate, join_truncated};
+use context::{KeyInfo, KeyMasks, blocked_before, escaped_before, evaluate, join_truncated};
 use prepass::Prepass;
 
 #[cfg(test)]

@@ -15,6 +15,64 @@ pub(super) struct KeyInfo<'b> {
     kind: Option<usize>,
 }
 
+/// [`KeyInfo::allows`] for every pre-pass rule at once, as bit masks (bit
+/// `i` is the scanner's rule `pre_rules[i]`): one key lookup per position
+/// settles every rule, before any rule's own checks run.
+pub(super) struct KeyMasks {
+    /// Rules that need no key.
+    keyless: u64,
+    /// Per kind: the rules a key naming the kind allows (all its rules but
+    /// those with context keys).
+    by_kind: Vec<u64>,
+    /// Rules with context keys: their bit and scanner index.
+    context: Vec<(u64, usize)>,
+}
+
+impl KeyMasks {
+    pub(super) fn new(scan: &[ScanRule], pre_rules: &[usize], kinds: usize) -> KeyMasks {
+        let mut masks = KeyMasks {
+            keyless: 0,
+            by_kind: vec![0; kinds],
+            context: Vec::new(),
+        };
+        for (bit, &i) in pre_rules.iter().enumerate() {
+            let (rule, b) = (&scan[i].rule, 1u64 << bit);
+            if rule.needs_key_context && rule.context_keys.is_some() {
+                masks.context.push((b, i));
+                continue;
+            }
+            masks.by_kind[scan[i].kind] |= b;
+            if !rule.needs_key_context {
+                masks.keyless |= b;
+            }
+        }
+        masks
+    }
+
+    /// The rules `key` allows.
+    pub(super) fn allowed(&self, key: &KeyInfo<'_>, rules: &RuleSet, scan: &[ScanRule]) -> u64 {
+        let Some(k) = key.key.as_deref() else {
+            return self.keyless;
+        };
+        let mut m = match key.kind {
+            Some(kind) => self.by_kind[kind],
+            None if rules.is_deny_context(k) => 0,
+            None => self.keyless,
+        };
+        for &(bit, i) in &self.context {
+            if scan[i]
+                .rule
+                .context_keys
+                .as_ref()
+                .is_some_and(|a| a.matches(k))
+            {
+                m |= bit;
+            }
+        }
+        m
+    }
+}
+
 impl<'b> KeyInfo<'b> {
     pub(super) fn at(rules: &RuleSet, buf: &'b [u8], s: usize) -> KeyInfo<'b> {
         let key = nearest_key(buf, s).map(String::from_utf8_lossy);

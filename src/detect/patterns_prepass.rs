@@ -38,16 +38,6 @@ struct FastRule {
     required: Option<(usize, usize)>,
 }
 
-/// One "the byte at `offset` past the start must be in the alphabet"
-/// check, for the rules whose shortest match is `offset + 1` bytes.
-struct MinCheck {
-    offset: usize,
-    rules: u64,
-    /// Per byte: the rules of this check that the byte allows, plus every
-    /// rule not in this check.
-    ok: Box<[u64; 256]>,
-}
-
 /// The compiled pre-pass over the rules the shape analysis describes.
 pub(super) struct Prepass {
     /// Bit `i` of every mask is rule `rules[i]` (an index into the
@@ -59,7 +49,8 @@ pub(super) struct Prepass {
     /// Rules that may have this byte second (their alphabet, for rules
     /// whose shortest match is two bytes or more; every byte otherwise).
     second: Box<[u64; 256]>,
-    min_checks: Vec<MinCheck>,
+    /// Rules with a required set.
+    needs_required: u64,
     /// Distinct alphabets (bits 0..32 of `class`) and required sets (bits
     /// 32..64), so rules sharing one are measured once per candidate.
     alphabets: Vec<ByteSet>,
@@ -79,6 +70,47 @@ struct Runs {
     first_required: [u8; 32],
 }
 
+/// State of the checks along one walk.
+struct Checks<K> {
+    ahead: Ahead,
+    key_allows: K,
+}
+
+/// Per required set, what the searches for its bytes found so far: none
+/// in `lo[r]..hi[r]`, and one at `hi[r]` if bit `r` of `hit` is set.
+/// Candidates come in order, so each byte is looked at at most once per
+/// set, and only near candidates.
+struct Ahead {
+    lo: [usize; 32],
+    hi: [usize; 32],
+    hit: u32,
+}
+
+impl Ahead {
+    /// True if a byte of set `r` occurs in `buf[p..reach]`.
+    fn occurs(&mut self, class: &[u64; 256], buf: &[u8], r: usize, p: usize, reach: usize) -> bool {
+        if !(self.lo[r] <= p && p <= self.hi[r]) {
+            (self.lo[r], self.hi[r]) = (p, p);
+            self.hit &= !(1 << r);
+        }
+        if self.hit >> r & 1 == 0 && self.hi[r] < reach {
+            let from = self.hi[r];
+            let wanted = 1 << (32 + r);
+            match buf[from..reach]
+                .iter()
+                .position(|b| class[usize::from(*b)] & wanted != 0)
+            {
+                Some(n) => {
+                    self.hi[r] = from + n;
+                    self.hit |= 1 << r;
+                }
+                None => self.hi[r] = reach,
+            }
+        }
+        self.hit >> r & 1 == 1 && self.hi[r] < reach
+    }
+}
+
 impl Prepass {
     /// Takes each rule's (pattern, before, after) in scanner order; rules
     /// the analysis cannot describe (and any past the 64th) are left to
@@ -92,7 +124,7 @@ impl Prepass {
             start: Box::new([0; 256]),
             not_before: Box::new([0; 256]),
             second: Box::new([0; 256]),
-            min_checks: Vec::new(),
+            needs_required: 0,
             alphabets: Vec::new(),
             required: Vec::new(),
             class: Box::new([0; 256]),
@@ -138,14 +170,8 @@ impl Prepass {
                     pre.second[usize::from(b)] |= bit;
                 }
             }
-            // The bytes where the shortest match ends and at its middle must
-            // be in the alphabet: in hex and base64 text this turns away
-            // most digit runs before any per-rule work.
-            let last = shape.min_len.saturating_sub(1);
-            for offset in [last, last / 2] {
-                if offset > 1 {
-                    pre.add_min_check(offset, bit, &shape.alphabet);
-                }
+            if required.is_some() {
+                pre.needs_required |= bit;
             }
             let max_len = shape.max_len.unwrap_or(usize::MAX).min(MAX_MATCH_LEN);
             let exact_end = (0..=255u8).all(|b| !shape.alphabet.contains(b) || after.contains(b));
@@ -204,34 +230,27 @@ impl Prepass {
         Some(i)
     }
 
-    fn add_min_check(&mut self, offset: usize, bit: u64, alphabet: &ByteSet) {
-        if offset > MAX_MATCH_LEN {
-            return;
-        }
-        let i = match self.min_checks.iter().position(|c| c.offset == offset) {
-            Some(i) => i,
-            None => {
-                self.min_checks.push(MinCheck {
-                    offset,
-                    rules: 0,
-                    ok: Box::new([u64::MAX; 256]),
-                });
-                self.min_checks.len() - 1
-            }
-        };
-        let check = &mut self.min_checks[i];
-        check.rules |= bit;
-        for b in 0..=255u8 {
-            if !alphabet.contains(b) {
-                check.ok[usize::from(b)] &= !bit;
-            }
-        }
-    }
-
     /// Calls `on(p, mask)` for each position `p` in `from..to` where the
-    /// rules in `mask` may start a match. `buf[0]` is the message's first
-    /// byte when `from` is 0; otherwise `buf[from - 3..from]` is there.
-    pub fn candidates(&self, buf: &[u8], from: usize, to: usize, mut on: impl FnMut(usize, u64)) {
+    /// rules in `mask` may start a match. `key_allows(p)` gives the rules
+    /// the key before `p` allows; it is asked only about positions that
+    /// pass the cheaper checks. `buf[0]` is the message's first byte when
+    /// `from` is 0; otherwise `buf[from - 3..from]` is there.
+    pub fn candidates(
+        &self,
+        buf: &[u8],
+        from: usize,
+        to: usize,
+        key_allows: impl Fn(usize) -> u64,
+        mut on: impl FnMut(usize, u64),
+    ) {
+        let mut checks = Checks {
+            ahead: Ahead {
+                lo: [0; 32],
+                hi: [0; 32],
+                hit: 0,
+            },
+            key_allows,
+        };
         let to = to.min(buf.len());
         let (start, not_before) = (&*self.start, &*self.not_before);
         // The byte after `p`; past the end of the data, every rule passes
@@ -242,7 +261,8 @@ impl Prepass {
         };
         let mut p = from;
         if p == 0 && p < to {
-            self.check(buf, 0, start[usize::from(buf[0])] & second(0), &mut on);
+            let m = start[usize::from(buf[0])] & second(0);
+            self.check(buf, 0, m, &mut checks, &mut on);
             p = 1;
         }
         while p < to {
@@ -255,21 +275,40 @@ impl Prepass {
             if m != 0 {
                 m &= second(p);
                 if m != 0 {
-                    self.check(buf, p, m, &mut on);
+                    self.check(buf, p, m, &mut checks, &mut on);
                 }
             }
             p += 1;
         }
     }
 
-    fn check(&self, buf: &[u8], p: usize, mut m: u64, on: &mut impl FnMut(usize, u64)) {
-        for c in &self.min_checks {
-            if m & c.rules != 0 {
-                m &= match buf.get(p + c.offset) {
-                    Some(&b) => c.ok[usize::from(b)],
-                    None => !c.rules,
-                };
+    fn check<K: Fn(usize) -> u64>(
+        &self,
+        buf: &[u8],
+        p: usize,
+        mut m: u64,
+        checks: &mut Checks<K>,
+        on: &mut impl FnMut(usize, u64),
+    ) {
+        // The byte where the shortest match would end must be in the
+        // alphabet: in hex and base64 text this turns away most digit runs.
+        let mut rest = m;
+        while rest != 0 {
+            let bit = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            let f = &self.fast[bit];
+            let last = buf
+                .get(p + f.min_len - 1)
+                .map(|b| self.class[usize::from(*b)]);
+            if last.is_none_or(|c| c >> f.alphabet & 1 == 0) {
+                m &= !(1 << bit);
             }
+        }
+        if m & self.needs_required != 0 {
+            m &= !self.required_too_far(buf, p, m & self.needs_required, &mut checks.ahead);
+        }
+        if m != 0 {
+            m &= (checks.key_allows)(p);
         }
         if m == 0 {
             return;
@@ -295,6 +334,25 @@ impl Prepass {
         if ok != 0 {
             on(p, ok);
         }
+    }
+
+    /// The rules of `m` whose required byte does not occur within their
+    /// reach after `p`.
+    fn required_too_far(&self, buf: &[u8], p: usize, m: u64, ahead: &mut Ahead) -> u64 {
+        let mut far = 0;
+        let mut rest = m;
+        while rest != 0 {
+            let bit = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            let Some((r, within)) = self.fast[bit].required else {
+                continue;
+            };
+            let reach = (p + within + 1).min(buf.len());
+            if !ahead.occurs(&self.class, buf, r, p, reach) {
+                far |= 1 << bit;
+            }
+        }
+        far
     }
 
     /// Follows, in one walk from `p`, the alphabet runs the rules in `m`

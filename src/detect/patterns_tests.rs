@@ -441,6 +441,8 @@ fn traffic() -> impl Strategy<Value = String> {
         "0.1234",
         "12.345",
         "imei=",
+        "\"lat\":39.9088,",
+        "lng=116.3975&",
         "\"lat\":",
         "lng=",
         "\"gaid\":\"",

@@ -295,6 +295,13 @@ impl RuleSet {
         None
     }
 
+    /// Every normalised alias, flagged `true` when it names its kind only
+    /// as the whole key (`exact_keys`).
+    pub(crate) fn key_aliases(&self) -> impl Iterator<Item = (&str, bool)> {
+        let suffix = self.suffix_aliases.keys().map(|a| (a.as_str(), false));
+        suffix.chain(self.exact_aliases.keys().map(|a| (a.as_str(), true)))
+    }
+
     /// True if `value` is not a real identifier of kind `identifier`: empty,
     /// a placeholder of that kind or a default placeholder (`null`,
     /// `unknown`, `0`… compared case-insensitively, surrounding whitespace

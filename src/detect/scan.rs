@@ -18,8 +18,7 @@ use super::keys::{KeyScanner, KeyStream};
 use super::known::{KnownValueMatcher, KnownValueStream};
 use super::patterns::{PatternScanner, PatternStream};
 use super::secret::Secret;
-use crate::flow::decode::{ContentCoding, StreamDecoder};
-use base64::Engine;
+use nested::{Base64Runs, PercentRegions};
 use std::collections::HashMap;
 
 /// Bounds on looking inside messages.
@@ -81,9 +80,6 @@ impl Hit {
     }
 }
 
-/// Shortest base64 run worth decoding: shorter runs are mostly words and
-/// identifiers themselves, and decode to too little to hold a container.
-const MIN_TOKEN: usize = 24;
 /// Bytes of context kept for evidence on each side of a match.
 const CONTEXT: usize = 32;
 /// Tail of earlier chunks kept for evidence and split matches.
@@ -114,9 +110,8 @@ pub struct MessageScan<'d> {
     /// Bytes fed before the current chunk.
     fed: u64,
     tail: Vec<u8>,
-    run: Vec<u8>,
-    run_overflow: bool,
-    percent: Option<PercentChild<'d>>,
+    base64: Base64Runs,
+    percent: PercentRegions<'d>,
     best: HashMap<String, Hit>,
 }
 
@@ -137,9 +132,8 @@ impl<'d> MessageScan<'d> {
             keys: detectors.keys.stream(),
             fed: 0,
             tail: Vec::with_capacity(TAIL),
-            run: Vec::new(),
-            run_overflow: false,
-            percent: None,
+            base64: Base64Runs::default(),
+            percent: PercentRegions::default(),
             best: HashMap::new(),
         }
     }
@@ -167,7 +161,7 @@ impl<'d> MessageScan<'d> {
         }
         if self.depth < self.detectors.limits.decode_depth {
             self.nested_base64(chunk, false);
-            self.nested_percent(chunk);
+            self.nested_percent(chunk, false);
         }
         self.remember_tail(chunk);
     }
@@ -184,11 +178,7 @@ impl<'d> MessageScan<'d> {
         }
         if self.depth < self.detectors.limits.decode_depth {
             self.nested_base64(&[], true);
-        }
-        if let Some(child) = self.percent.take() {
-            for hit in child.scan.finish() {
-                self.keep(hit);
-            }
+            self.finish_percent();
         }
         let mut hits: Vec<Hit> = self.best.into_values().collect();
         hits.sort_by(|a, b| a.identifier.cmp(&b.identifier));
@@ -274,211 +264,10 @@ impl<'d> MessageScan<'d> {
             self.tail.extend_from_slice(chunk);
         }
     }
-
-    /// Finds base64 runs (carried across chunks) and scans what they decode
-    /// to. `end` closes a run still open at the end of the message.
-    fn nested_base64(&mut self, chunk: &[u8], end: bool) {
-        let mut run_start = if self.run.is_empty() && !self.run_overflow {
-            None
-        } else {
-            Some(0)
-        };
-        let mut tokens = Vec::new();
-        for (i, &b) in chunk.iter().enumerate() {
-            if is_base64_byte(b) {
-                run_start.get_or_insert(i);
-            } else if let Some(s) = run_start.take() {
-                if let Some(token) = self.close_run(&chunk[s..i]) {
-                    tokens.push(token);
-                }
-            }
-        }
-        match run_start {
-            Some(s) if end => tokens.extend(self.close_run(&chunk[s..])),
-            Some(s) => self.carry_run(&chunk[s..]),
-            None => {}
-        }
-        for token in tokens {
-            if let Some((containers, payload)) =
-                decode_nested(&token, self.detectors.limits.nested_output)
-            {
-                let mut chain = self.chain.clone();
-                chain.extend(containers.into_iter().map(str::to_owned));
-                let mut child = MessageScan::at_depth(self.detectors, chain, self.depth + 1);
-                child.feed(&payload);
-                for hit in child.finish() {
-                    self.keep(hit);
-                }
-            }
-        }
-    }
-
-    fn carry_run(&mut self, piece: &[u8]) {
-        if self.run_overflow || self.run.len() + piece.len() > self.detectors.limits.max_token {
-            self.run_overflow = true;
-            self.run.clear();
-        } else {
-            self.run.extend_from_slice(piece);
-        }
-    }
-
-    /// Completes the current run with `last`; returns it when worth decoding.
-    fn close_run(&mut self, last: &[u8]) -> Option<Vec<u8>> {
-        let overflow = std::mem::take(&mut self.run_overflow);
-        let mut token = std::mem::take(&mut self.run);
-        let fits = token.len() + last.len() <= self.detectors.limits.max_token;
-        if overflow || !fits || token.len() + last.len() < MIN_TOKEN {
-            return None;
-        }
-        token.extend_from_slice(last);
-        Some(token)
-    }
-
-    /// Decodes `%XX` escapes into a child scan once the message shows one.
-    /// The child starts with the kept tail and the whole current chunk, so
-    /// a value whose escapes begin mid-way (a base64 run with `%2F` in it)
-    /// is decoded from its start.
-    fn nested_percent(&mut self, chunk: &[u8]) {
-        if self.percent.is_none() {
-            if first_escape(chunk).is_none() {
-                return;
-            }
-            let mut chain = self.chain.clone();
-            chain.push("url".to_owned());
-            let mut child = PercentChild {
-                scan: Box::new(MessageScan::at_depth(self.detectors, chain, self.depth + 1)),
-                pending: Vec::new(),
-            };
-            child.feed(&self.tail);
-            self.percent = Some(child);
-        }
-        if let Some(child) = self.percent.as_mut() {
-            child.feed(chunk);
-        }
-    }
 }
 
-/// A percent-decoded view of a message, decoded as it streams.
-struct PercentChild<'d> {
-    scan: Box<MessageScan<'d>>,
-    /// An escape split across chunks (`%` or `%4`).
-    pending: Vec<u8>,
-}
-
-impl PercentChild<'_> {
-    fn feed(&mut self, chunk: &[u8]) {
-        let mut input = std::mem::take(&mut self.pending);
-        input.extend_from_slice(chunk);
-        let mut out = Vec::with_capacity(input.len());
-        let mut i = 0;
-        while i < input.len() {
-            if input[i] == b'%' {
-                if input.len() - i < 3 {
-                    // Wait for the rest of the escape in the next chunk.
-                    self.pending.extend_from_slice(&input[i..]);
-                    break;
-                }
-                if let (Some(h), Some(l)) = (hex_value(input[i + 1]), hex_value(input[i + 2])) {
-                    out.push(h << 4 | l);
-                    i += 3;
-                    continue;
-                }
-            }
-            out.push(input[i]);
-            i += 1;
-        }
-        self.scan.feed(&out);
-    }
-}
-
-fn first_escape(chunk: &[u8]) -> Option<usize> {
-    chunk
-        .windows(3)
-        .position(|w| w[0] == b'%' && hex_value(w[1]).is_some() && hex_value(w[2]).is_some())
-}
-
-fn hex_value(b: u8) -> Option<u8> {
+pub(super) fn hex_value(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
-}
-
-fn is_base64_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_')
-}
-
-/// Decodes a base64 run; returns the containers opened and the payload
-/// when it holds something worth scanning (gzip/zlib data or text).
-fn decode_nested(token: &[u8], limit: u64) -> Option<(Vec<&'static str>, Vec<u8>)> {
-    let trimmed = token
-        .strip_suffix(b"==")
-        .or_else(|| token.strip_suffix(b"="))
-        .unwrap_or(token);
-    // `=` inside the run is a key/value separator (`data=H4sI...`): the
-    // payload is what follows the last one.
-    let trimmed = match trimmed.iter().rposition(|&b| b == b'=') {
-        Some(i) => &trimmed[i + 1..],
-        None => trimmed,
-    };
-    if trimmed.len() < MIN_TOKEN {
-        return None;
-    }
-    let url_safe = trimmed.iter().any(|b| matches!(b, b'-' | b'_'));
-    let engine = if url_safe {
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-    } else {
-        &base64::engine::general_purpose::STANDARD_NO_PAD
-    };
-    let raw = engine.decode(trimmed).ok()?;
-    let compressed = match raw.as_slice() {
-        [0x1f, 0x8b, ..] => Some((ContentCoding::Gzip, "gzip")),
-        [0x78, flg, ..] if (0x7800u16 | *flg as u16) % 31 == 0 => {
-            Some((ContentCoding::Deflate, "zlib"))
-        }
-        _ => None,
-    };
-    let (mut containers, payload) = match compressed {
-        Some((coding, name)) => {
-            let mut out = Vec::new();
-            let mut decoder = StreamDecoder::new(&[coding], limit);
-            let _ = decoder.push(&raw, &mut |piece| out.extend_from_slice(piece));
-            let _ = decoder.finish(&mut |piece| out.extend_from_slice(piece));
-            (vec!["base64", name], out)
-        }
-        None if mostly_text(&raw) => (vec!["base64"], raw),
-        None => return None,
-    };
-    if let Some(kind) = sniff_container(&payload) {
-        containers.push(kind);
-    }
-    Some((containers, payload))
-}
-
-/// True when at least 90% of the bytes are printable ASCII or whitespace,
-/// or the bytes are valid UTF-8 text: binary noise decoded from a
-/// base64-looking word is not worth scanning.
-fn mostly_text(bytes: &[u8]) -> bool {
-    if bytes.len() < 8 {
-        return false;
-    }
-    if std::str::from_utf8(bytes)
-        .is_ok_and(|s| !s.chars().any(|c| c.is_control() && !c.is_whitespace()))
-    {
-        return true;
-    }
-    let printable = bytes
-        .iter()
-        .filter(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
-        .count();
-    printable * 10 >= bytes.len() * 9
-}
-
-/// Names the container a payload looks like, for `decoded_from`.
-pub fn sniff_container(payload: &[u8]) -> Option<&'static str> {
-    let first = payload.iter().find(|b| !b.is_ascii_whitespace())?;
-    match first {
-        b'{' | b'[' => Some("json"),
-        _ if payload.contains(&b'=') && !payload.contains(&b' ') => Some("form"),
-        _ => None,
-    }
 }
 
 /// Renders bytes for humans: UTF-8 where it is, `\xNN` elsewhere, control
@@ -541,42 +330,11 @@ fn key_raw(m: super::keys::KeyMatch) -> Raw {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::detect::profile::DeviceProfile;
-    use crate::detect::rules::RuleSet;
+#[path = "scan_nested.rs"]
+mod nested;
 
-    /// A match decided after its bytes left the kept tail (a latitude held
-    /// until the longitude shows up 20 KiB later, a key value decided in
-    /// the next chunk) gets the reported value as evidence; cutting it out
-    /// of the tail used to panic.
-    #[test]
-    fn late_decisions_keep_their_evidence() {
-        let rules = RuleSet::embedded();
-        let detectors = Detectors {
-            known: KnownValueMatcher::new(&DeviceProfile::default()),
-            patterns: PatternScanner::new(&rules),
-            keys: KeyScanner::new(&rules),
-            limits: ScanLimits::default(),
-            redact: false,
-        };
-        let mut msg = String::from(r#"{"lat":39.9088,"#);
-        msg.push_str(&"x".repeat(20_000));
-        msg.push_str(r#","lng":116.3975,"#);
-        msg.push_str(&"y".repeat(16_384 - msg.len() % 16_384 - 30));
-        msg.push_str(r#""imei":"490154203237518""#);
-        msg.push_str(&"z".repeat(1000));
-        let mut scan = MessageScan::new(&detectors, Vec::new());
-        for chunk in msg.as_bytes().chunks(16_384) {
-            scan.feed(chunk);
-        }
-        let hits = scan.finish();
-        let evidence = |id: &str| {
-            let hit = hits.iter().find(|h| h.identifier == id);
-            hit.map(|h| h.evidence.clone()).unwrap_or_default()
-        };
-        assert!(evidence("location").contains("39.9088"), "{hits:?}");
-        assert!(evidence("imei").contains("490154203237518"), "{hits:?}");
-    }
-}
+pub use nested::sniff_container;
+
+#[cfg(test)]
+#[path = "scan_tests.rs"]
+mod tests;

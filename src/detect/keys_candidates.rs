@@ -1,0 +1,310 @@
+//! Where a key that names an identifier may start, found without running
+//! the introducer regex at every separator.
+//!
+//! A key names a kind only if an alias is a suffix of the key's letters and
+//! digits, lowercased (`device_IMEI` → `deviceimei` ends with `imei`). So
+//! [`KeyCandidates`] looks at each byte that can end a key (`"`, `=`, `:`,
+//! `>`), walks backwards from it through a trie of the reversed aliases,
+//! skipping punctuation, and gives up at the first letter or digit no alias
+//! continues with: almost always within a byte or two. Only where an alias
+//! fits does it work out where the key's introducer would start (the
+//! opening quote, the separator before a form key, the line start, the
+//! `<`), and only there does the stream run the regex.
+//!
+//! The filter never refuses a key that names a kind: where it cannot follow
+//! [`key_tokens`](super::key_tokens) cheaply (cased non-ASCII letters, undecodable bytes,
+//! URL-encoded form keys) it lets the candidate through, and the regex and
+//! [`RuleSet::kind_for_key`] decide as before.
+
+use crate::detect::rules::RuleSet;
+
+/// Longest key the introducer regex accepts, in bytes, plus the `\` of an
+/// escaped quote.
+const MAX_KEY: usize = 97;
+/// Longest multipart introducer line before the field name's closing quote.
+const MAX_PART_LINE: usize = 420;
+
+/// How an alias that ends at a trie node may be used.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum End {
+    None,
+    /// `exact_keys`: only as the whole key.
+    Exact,
+    /// `keys`: as the whole key or a suffix of its tokens.
+    Suffix,
+}
+
+/// The aliases of a rule set, reversed, as a trie over their bytes.
+pub(super) struct KeyCandidates {
+    /// Byte → trie symbol; 0 for bytes no alias holds.
+    symbol: [u8; 256],
+    symbols: usize,
+    /// `next[node * symbols + symbol]`: the child, or 0 (the root is never
+    /// a child).
+    next: Vec<u32>,
+    end: Vec<End>,
+}
+
+impl KeyCandidates {
+    pub(super) fn new(rules: &RuleSet) -> KeyCandidates {
+        let aliases: Vec<(&str, bool)> = rules.key_aliases().collect();
+        let mut symbol = [0u8; 256];
+        let mut symbols = 1;
+        for (alias, _) in &aliases {
+            for &b in alias.as_bytes() {
+                if symbol[usize::from(b)] == 0 {
+                    symbol[usize::from(b)] = u8::try_from(symbols).unwrap_or(0);
+                    symbols += 1;
+                }
+            }
+        }
+        let mut trie = KeyCandidates {
+            symbol,
+            symbols,
+            next: vec![0; symbols],
+            end: vec![End::None],
+        };
+        for (alias, exact) in aliases {
+            trie.insert(alias, if exact { End::Exact } else { End::Suffix });
+        }
+        trie
+    }
+
+    fn insert(&mut self, alias: &str, end: End) {
+        let mut node = 0;
+        for &b in alias.as_bytes().iter().rev() {
+            let slot = node * self.symbols + usize::from(self.symbol[usize::from(b)]);
+            if self.next[slot] == 0 {
+                self.next[slot] = u32::try_from(self.end.len()).unwrap_or(0);
+                self.end.push(End::None);
+                self.next.resize(self.end.len() * self.symbols, 0);
+            }
+            node = self.next[slot] as usize;
+        }
+        self.end[node] = self.end[node].max(end);
+    }
+
+    fn step(&self, node: usize, b: u8) -> usize {
+        match self.symbol[usize::from(b)] {
+            0 => 0,
+            s => self.next[node * self.symbols + usize::from(s)] as usize,
+        }
+    }
+
+    /// Appends to `out` every position in `buf` where an introducer whose
+    /// key may name a kind could start, for the key ends in `from..`.
+    /// Positions are unsorted and may repeat.
+    pub(super) fn collect(&self, buf: &[u8], from: usize, out: &mut Vec<usize>) {
+        let mut c = from;
+        while c < buf.len() {
+            // Eight bytes at a time: most words of text end no key.
+            let word = buf
+                .get(c..c + 8)
+                .map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()));
+            let end = word.map_or(buf.len(), |_| c + 8);
+            if word.is_none_or(may_end_key) {
+                for at in c..end {
+                    self.candidate(buf, at, out);
+                }
+            }
+            c = end;
+        }
+    }
+
+    /// The starts for a key that may end right before `buf[c]`.
+    fn candidate(&self, buf: &[u8], c: usize, out: &mut Vec<usize>) {
+        match buf[c] {
+            b'"' if self.may_name(buf, c, QUOTED) => quote_starts(buf, c, out),
+            // A URL-encoded key is decoded before it is looked up.
+            b'=' if self.may_name(buf, c, FORM) || encoded_key(buf, c) => form_starts(buf, c, out),
+            b':' if self.may_name(buf, c, HEADER) => out.extend(line_start(buf, c, MAX_KEY)),
+            b'>' if self.may_name(buf, c, XML) => {
+                let lo = c.saturating_sub(MAX_KEY);
+                out.extend(buf[lo..c].iter().rposition(|b| *b == b'<').map(|i| lo + i));
+            }
+            _ => {}
+        }
+    }
+
+    /// True unless no key of the `syntax` class ending right before
+    /// `buf[c]` can name a kind: walks back through the trie over letters
+    /// and digits, lowercased, until a byte no such key can hold.
+    fn may_name(&self, buf: &[u8], c: usize, syntax: u8) -> bool {
+        let lo = c.saturating_sub(MAX_KEY);
+        let (mut node, mut i) = (0, c);
+        while i > lo {
+            i -= 1;
+            let b = buf[i];
+            if KEY_BYTE[usize::from(b)] & syntax == 0 {
+                return false;
+            }
+            if b.is_ascii() {
+                if !b.is_ascii_alphanumeric() {
+                    continue;
+                }
+                node = self.step(node, b.to_ascii_lowercase());
+            } else {
+                // A non-ASCII character: only uncased letters and digits
+                // (CJK) are followed through the trie. Bytes that are not
+                // valid UTF-8 read as U+FFFD, which separates tokens.
+                let Some((first, ch)) = char_ending_at(buf, lo, i) else {
+                    continue;
+                };
+                i = first;
+                if !ch.is_alphanumeric() {
+                    continue;
+                }
+                if ch.is_uppercase() || !ch.to_lowercase().eq([ch]) {
+                    return true;
+                }
+                for b in ch.encode_utf8(&mut [0; 4]).bytes().rev() {
+                    node = self.step(node, b);
+                    if node == 0 {
+                        break;
+                    }
+                }
+            }
+            if node == 0 {
+                return false;
+            }
+            if self.end[node] != End::None && starts_token(buf, i, self.end[node]) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// True if an alias starting at `buf[i]` may start the key's last tokens
+/// (a suffix alias) or the key itself (an exact alias), by the rules of
+/// [`key_tokens`](super::key_tokens); true when unsure.
+fn starts_token(buf: &[u8], i: usize, end: End) -> bool {
+    let Some(&prev) = i.checked_sub(1).and_then(|p| buf.get(p)) else {
+        return true;
+    };
+    // `\u0026` (JSON-escaped `&`) separates form keys.
+    if !prev.is_ascii_alphanumeric() || buf[..i].ends_with(b"\\u0026") {
+        return true;
+    }
+    if end == End::Exact {
+        return false;
+    }
+    // camelCase: `deviceImei`, `wifi2Mac`, `IMEIValue`.
+    let (c, next) = (buf[i], buf.get(i + 1).copied().unwrap_or(0));
+    !next.is_ascii()
+        || c.is_ascii_uppercase()
+            && (prev.is_ascii_lowercase()
+                || prev.is_ascii_digit()
+                || prev.is_ascii_uppercase() && next.is_ascii_lowercase())
+}
+
+/// The character whose last byte is `buf[i]` and where it starts; `None`
+/// when no valid UTF-8 character ends there. (A valid character ending at
+/// `i` starts at the nearest byte that is not a continuation byte, so
+/// reading backwards agrees with decoding forwards.)
+fn char_ending_at(buf: &[u8], lo: usize, i: usize) -> Option<(usize, char)> {
+    let first = (i.saturating_sub(3).max(lo)..=i)
+        .rev()
+        .find(|&j| buf[j] & 0xC0 != 0x80)?;
+    let mut chars = std::str::from_utf8(&buf[first..=i]).ok()?.chars();
+    let ch = chars.next()?;
+    chars.next().is_none().then_some((first, ch))
+}
+
+/// Starts for a key closed by the quote at `c`: a JSON key (`"k":`, or
+/// `\"k\":` inside a JSON string) and a multipart field name.
+fn quote_starts(buf: &[u8], c: usize, out: &mut Vec<usize>) {
+    let lo = c.saturating_sub(MAX_KEY + 1);
+    if let Some(q) = buf[lo..c].iter().rposition(|b| *b == b'"').map(|i| lo + i) {
+        out.push(q);
+        if q > 0 && buf[q - 1] == b'\\' {
+            out.push(q - 1);
+        }
+    }
+    if let Some(l) = line_start(buf, c, MAX_PART_LINE)
+        && matches!(buf.get(l), Some(b'c' | b'C'))
+    {
+        out.push(l);
+    }
+}
+
+/// True if the form key closed by the `=` at `c` holds a `%` escape.
+fn encoded_key(buf: &[u8], c: usize) -> bool {
+    buf[c.saturating_sub(MAX_KEY)..c]
+        .iter()
+        .rev()
+        .take_while(|b| KEY_BYTE[usize::from(**b)] & FORM != 0)
+        .any(|b| *b == b'%')
+}
+
+/// Starts for a form key closed by the `=` at `c`: the separator before it
+/// (which may be a multi-byte whitespace character), or the message start.
+fn form_starts(buf: &[u8], c: usize, out: &mut Vec<usize>) {
+    let lo = c.saturating_sub(MAX_KEY);
+    let key = buf[lo..c]
+        .iter()
+        .rev()
+        .take_while(|b| KEY_BYTE[usize::from(**b)] & FORM != 0);
+    let r = c - key.count();
+    if r == 0 {
+        out.push(0);
+        return;
+    }
+    out.push(r - 1);
+    if !buf[r - 1].is_ascii() {
+        out.extend((r.saturating_sub(3)..r - 1).rev());
+    }
+}
+
+/// The start of the line holding `buf[c]`, if it is at most `max` bytes
+/// before `c`.
+fn line_start(buf: &[u8], c: usize, max: usize) -> Option<usize> {
+    let lo = c.saturating_sub(max);
+    match buf[lo..c].iter().rposition(|b| *b == b'\n') {
+        Some(i) => Some(lo + i + 1),
+        None => (lo == 0).then_some(0),
+    }
+}
+
+/// True if one of the eight bytes of `word` is `"`, `=`, `:` or `>`.
+fn may_end_key(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let has_zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & (ONES << 7) != 0;
+    [b'"', b'=', b':', b'>']
+        .iter()
+        .any(|&b| has_zero_byte(word ^ (ONES * u64::from(b))))
+}
+
+/// The bytes a key may hold, one bit per syntax (the introducer regex's
+/// key classes).
+const QUOTED: u8 = 1;
+const FORM: u8 = 2;
+const HEADER: u8 = 4;
+const XML: u8 = 8;
+
+static KEY_BYTE: [u8; 256] = key_bytes();
+
+const fn key_bytes() -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let alnum = c.is_ascii_alphanumeric();
+        // A JSON key or a multipart field name: anything but a quote or a
+        // line break.
+        if !matches!(c, b'"' | b'\r' | b'\n') {
+            table[b] |= QUOTED;
+        }
+        if alnum || matches!(c, b'_' | b'.' | b'[' | b']' | b'%' | b'-') {
+            table[b] |= FORM;
+        }
+        if alnum || matches!(c, b'_' | b'-') {
+            table[b] |= HEADER;
+        }
+        if alnum || matches!(c, b'_' | b'.' | b':' | b'-') {
+            table[b] |= XML;
+        }
+        b += 1;
+    }
+    table
+}

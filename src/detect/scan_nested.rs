@@ -1,0 +1,436 @@
+//! Looking inside a message: base64 runs are decoded (and gunzipped when
+//! they hold gzip) into child scans, and the regions of the message that
+//! hold `%XX` escapes are percent-decoded into one more child scan.
+//!
+//! Only the escaped regions are decoded, not the rest of the message: text
+//! without escapes decodes to itself, so scanning it again would find
+//! nothing new. A region runs from the start of the token holding the
+//! first escape (a base64 run with `%2F` in it is decoded from its start),
+//! with up to `CONTEXT_BACK` bytes of whole tokens before it (the key a
+//! value is assigned to), to the first delimiter at least `AFTER` bytes
+//! past its last escape. Regions go to one child, a line break apart, so
+//! whole-message rules (location pairs, app lists) see them all. Every
+//! decision depends on the bytes alone, with a bounded look-back, so the
+//! child sees the same text whatever the chunking.
+
+use std::borrow::Cow;
+
+use base64::Engine;
+
+use super::{MessageScan, hex_value};
+use crate::flow::decode::{ContentCoding, StreamDecoder};
+
+/// Shortest base64 run worth decoding: shorter runs are mostly words and
+/// identifiers themselves, and decode to too little to hold a container.
+const MIN_TOKEN: usize = 24;
+/// How far back from an escape the start of its token is looked for.
+const TOKEN_BACK: usize = 1024;
+/// Whole tokens kept before the escaped token, for key context.
+const CONTEXT_BACK: usize = 128;
+/// Raw bytes kept for finding a region's start.
+const HISTORY: usize = TOKEN_BACK + CONTEXT_BACK;
+/// Bytes a region goes on after its last escape before it may end.
+const AFTER: usize = 256;
+
+/// A base64 run being read, carried across chunks.
+#[derive(Default)]
+pub(super) struct Base64Runs {
+    run: Vec<u8>,
+    /// The run grew past the longest token decoded.
+    overflow: bool,
+}
+
+/// The escaped regions of a message, decoded as it streams.
+#[derive(Default)]
+pub(super) struct PercentRegions<'d> {
+    /// Created with the first region.
+    pub(super) child: Option<Box<MessageScan<'d>>>,
+    /// The raw bytes right before `at`, at most `HISTORY`.
+    history: Vec<u8>,
+    /// Message offset of the first byte not yet decided on.
+    at: u64,
+    /// Undecided bytes: a possible escape cut by the end of a chunk.
+    carry: Vec<u8>,
+    /// The open region, if any.
+    region: Option<Region>,
+    /// Message offset where the child's input stops.
+    fed_to: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Region {
+    /// The region ends at the first delimiter from here on…
+    close_after: u64,
+    /// …or here, inside a token too long to follow.
+    cap: u64,
+}
+
+impl<'d> MessageScan<'d> {
+    /// Finds base64 runs (carried across chunks) and scans what they decode
+    /// to. `end` closes a run still open at the end of the message.
+    pub(super) fn nested_base64(&mut self, chunk: &[u8], end: bool) {
+        let max_token = self.detectors.limits.max_token;
+        let mut tokens = Vec::new();
+        // A run carried from the last chunk continues at the chunk's start.
+        let carried = !self.base64.run.is_empty() || self.base64.overflow;
+        let mut start = carried.then_some(0);
+        let mut i = 0;
+        loop {
+            let rest = &chunk[i..];
+            match start {
+                None => match rest.iter().position(|b| BASE64[usize::from(*b)]) {
+                    Some(n) => (i, start) = (i + n, Some(i + n)),
+                    None => break,
+                },
+                Some(s) => match rest.iter().position(|b| !BASE64[usize::from(*b)]) {
+                    Some(n) => {
+                        tokens.extend(self.base64.close(&chunk[s..i + n], max_token));
+                        (i, start) = (i + n, None);
+                    }
+                    None => break,
+                },
+            }
+        }
+        match start {
+            Some(s) if end => tokens.extend(self.base64.close(&chunk[s..], max_token)),
+            Some(s) => self.base64.carry(&chunk[s..], max_token),
+            None => {}
+        }
+        for token in tokens {
+            let Some((containers, payload)) =
+                decode_nested(token.as_ref(), self.detectors.limits.nested_output)
+            else {
+                continue;
+            };
+            let mut chain = self.chain.clone();
+            chain.extend(containers.into_iter().map(str::to_owned));
+            let mut child = MessageScan::at_depth(self.detectors, chain, self.depth + 1);
+            child.feed(&payload);
+            for hit in child.finish() {
+                self.keep(hit);
+            }
+        }
+    }
+
+    /// Feeds the escaped regions of `chunk` to the percent-decoded child;
+    /// `end` decides the last bytes and closes the open region.
+    pub(super) fn nested_percent(&mut self, chunk: &[u8], end: bool) {
+        let max_token = self.detectors.limits.max_token as u64;
+        let p = &mut self.percent;
+        let work: Cow<'_, [u8]> = if p.carry.is_empty() {
+            Cow::Borrowed(chunk)
+        } else {
+            let mut joined = std::mem::take(&mut p.carry);
+            joined.extend_from_slice(chunk);
+            Cow::Owned(joined)
+        };
+        let base = p.at;
+        // A `%` in the last two bytes may start an escape the next chunk
+        // completes: it and what follows wait.
+        let tail = work.len().saturating_sub(2)..work.len();
+        let decided = match tail.clone().find(|&k| work[k] == b'%') {
+            Some(k) if !end => k,
+            _ => work.len(),
+        };
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < decided {
+            if let Some(region) = p.region {
+                i = p.region_bytes(&work, base, i, decided, region, max_token, &mut out);
+            } else if let Some(e) = next_escape(&work, i, decided) {
+                p.open_region(&work, base, e, max_token, &mut out);
+                i = e;
+            } else {
+                i = decided;
+            }
+        }
+        p.carry = work[i..].to_vec();
+        p.remember(&work[..i]);
+        p.at = base + i as u64;
+        if end && p.region.take().is_some() {
+            p.fed_to = p.at;
+        }
+        if !out.is_empty() {
+            self.percent_child().feed(&out);
+        }
+    }
+
+    /// Ends the percent-decoded child and keeps its hits.
+    pub(super) fn finish_percent(&mut self) {
+        self.nested_percent(&[], true);
+        if let Some(child) = self.percent.child.take() {
+            for hit in child.finish() {
+                self.keep(hit);
+            }
+        }
+    }
+
+    /// The child that scans the decoded regions.
+    fn percent_child(&mut self) -> &mut MessageScan<'d> {
+        let (detectors, depth) = (self.detectors, self.depth);
+        let chain = &self.chain;
+        self.percent.child.get_or_insert_with(|| {
+            let mut chain = chain.clone();
+            chain.push("url".to_owned());
+            Box::new(MessageScan::at_depth(detectors, chain, depth + 1))
+        })
+    }
+}
+
+impl Region {
+    /// A region whose last escape ends at `escape_end`; a token longer than
+    /// `max_token` after it is cut.
+    fn after(escape_end: u64, max_token: u64) -> Region {
+        Region {
+            close_after: escape_end + AFTER as u64,
+            cap: escape_end + AFTER as u64 + max_token,
+        }
+    }
+}
+
+impl PercentRegions<'_> {
+    /// Opens a region for the escape at `work[e]`: appends the raw bytes
+    /// from the region's start up to the escape to `out`, a line break
+    /// first when the child has text the region does not continue.
+    fn open_region(&mut self, work: &[u8], base: u64, e: usize, max_token: u64, out: &mut Vec<u8>) {
+        let escape = base + e as u64;
+        let start = self.region_start(work, base, escape);
+        if start > self.fed_to && (self.child.is_some() || !out.is_empty()) {
+            out.push(b'\n');
+        }
+        out.extend((start..escape).map(|pos| self.raw_at(work, base, pos)));
+        self.region = Some(Region::after(escape + 3, max_token));
+    }
+
+    /// Keeps the last `HISTORY` raw bytes.
+    fn remember(&mut self, decided: &[u8]) {
+        if decided.len() >= HISTORY {
+            self.history.clear();
+            self.history
+                .extend_from_slice(&decided[decided.len() - HISTORY..]);
+        } else {
+            let extra = (self.history.len() + decided.len()).saturating_sub(HISTORY);
+            self.history.drain(..extra);
+            self.history.extend_from_slice(decided);
+        }
+    }
+    /// Decodes the open region from `work[i]` into `out` until it closes or
+    /// `decided` is reached; returns where it stopped.
+    #[allow(clippy::too_many_arguments)]
+    fn region_bytes(
+        &mut self,
+        work: &[u8],
+        base: u64,
+        mut i: usize,
+        decided: usize,
+        mut region: Region,
+        max_token: u64,
+        out: &mut Vec<u8>,
+    ) -> usize {
+        while i < decided {
+            if let Some(b) = escape_at(work, i) {
+                out.push(b);
+                i += 3;
+                region = Region::after(base + i as u64, max_token);
+                continue;
+            }
+            let pos = base + i as u64;
+            out.push(work[i]);
+            i += 1;
+            if pos >= region.close_after && is_delimiter(work[i - 1]) || pos + 1 >= region.cap {
+                self.region = None;
+                self.fed_to = pos + 1;
+                return i;
+            }
+        }
+        self.region = Some(region);
+        i
+    }
+
+    /// The byte at message offset `pos`, from the history or `work` (which
+    /// starts at `base`).
+    fn raw_at(&self, work: &[u8], base: u64, pos: u64) -> u8 {
+        if pos >= base {
+            work[(pos - base) as usize]
+        } else {
+            self.history[self.history.len() - (base - pos) as usize]
+        }
+    }
+
+    /// Where the region for the escape at `e` starts: the start of the
+    /// escape's token (if it is at most `TOKEN_BACK` bytes back, else the
+    /// escape itself), moved back over whole tokens by up to
+    /// `CONTEXT_BACK` bytes; never before what the child already has.
+    fn region_start(&self, work: &[u8], base: u64, e: u64) -> u64 {
+        let floor = self.fed_to.max(base - self.history.len() as u64);
+        // A token starts at the message start, after a delimiter, or where
+        // the child's input stops.
+        let starts_token = |pos: u64| {
+            pos == 0 || pos == self.fed_to || is_delimiter(self.raw_at(work, base, pos - 1))
+        };
+        let lo = e.saturating_sub(TOKEN_BACK as u64).max(floor);
+        let token = (lo..=e).rev().find(|&pos| starts_token(pos)).unwrap_or(e);
+        let lo = token.saturating_sub(CONTEXT_BACK as u64).max(floor);
+        (lo..=token).find(|&pos| starts_token(pos)).unwrap_or(token)
+    }
+}
+
+impl Base64Runs {
+    fn carry(&mut self, piece: &[u8], max_token: usize) {
+        if self.overflow || self.run.len() + piece.len() > max_token {
+            self.overflow = true;
+            self.run.clear();
+        } else {
+            self.run.extend_from_slice(piece);
+        }
+    }
+
+    /// Completes the current run with `last`; returns it when worth
+    /// decoding (borrowed when it lies wholly in `last`).
+    fn close<'a>(&mut self, last: &'a [u8], max_token: usize) -> Option<Cow<'a, [u8]>> {
+        let overflow = std::mem::take(&mut self.overflow);
+        let len = self.run.len() + last.len();
+        if overflow || len > max_token || len < MIN_TOKEN {
+            self.run.clear();
+            return None;
+        }
+        if self.run.is_empty() {
+            return Some(Cow::Borrowed(last));
+        }
+        let mut token = std::mem::take(&mut self.run);
+        token.extend_from_slice(last);
+        Some(Cow::Owned(token))
+    }
+}
+
+/// Where the first `%XX` escape in `buf[from..to]` starts.
+fn next_escape(buf: &[u8], mut from: usize, to: usize) -> Option<usize> {
+    while from < to {
+        let e = from + buf[from..to].iter().position(|b| *b == b'%')?;
+        if escape_at(buf, e).is_some() {
+            return Some(e);
+        }
+        from = e + 1;
+    }
+    None
+}
+
+/// The byte a `%XX` escape at `buf[i]` stands for.
+fn escape_at(buf: &[u8], i: usize) -> Option<u8> {
+    match buf.get(i..i + 3)? {
+        [b'%', h, l] => Some(hex_value(*h)? << 4 | hex_value(*l)?),
+        _ => None,
+    }
+}
+
+/// Bytes that end a token: a region starts after one and ends at one.
+fn is_delimiter(b: u8) -> bool {
+    matches!(
+        b,
+        b' ' | b'\t'
+            | b'\r'
+            | b'\n'
+            | b'&'
+            | b'?'
+            | b'"'
+            | b'\''
+            | b','
+            | b';'
+            | b'{'
+            | b'}'
+            | b'['
+            | b']'
+            | b'('
+            | b')'
+            | b'<'
+            | b'>'
+    )
+}
+
+/// The bytes of a base64 run (standard and URL-safe alphabets, padding).
+static BASE64: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'-' | b'_');
+        b += 1;
+    }
+    table
+};
+
+/// Decodes a base64 run; returns the containers opened and the payload
+/// when it holds something worth scanning (gzip/zlib data or text).
+fn decode_nested(token: &[u8], limit: u64) -> Option<(Vec<&'static str>, Vec<u8>)> {
+    let trimmed = token
+        .strip_suffix(b"==")
+        .or_else(|| token.strip_suffix(b"="))
+        .unwrap_or(token);
+    // `=` inside the run is a key/value separator (`data=H4sI...`): the
+    // payload is what follows the last one.
+    let trimmed = match trimmed.iter().rposition(|&b| b == b'=') {
+        Some(i) => &trimmed[i + 1..],
+        None => trimmed,
+    };
+    if trimmed.len() < MIN_TOKEN {
+        return None;
+    }
+    let url_safe = trimmed.iter().any(|b| matches!(b, b'-' | b'_'));
+    let engine = if url_safe {
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+    } else {
+        &base64::engine::general_purpose::STANDARD_NO_PAD
+    };
+    let raw = engine.decode(trimmed).ok()?;
+    let compressed = match raw.as_slice() {
+        [0x1f, 0x8b, ..] => Some((ContentCoding::Gzip, "gzip")),
+        [0x78, flg, ..] if (0x7800u16 | *flg as u16) % 31 == 0 => {
+            Some((ContentCoding::Deflate, "zlib"))
+        }
+        _ => None,
+    };
+    let (mut containers, payload) = match compressed {
+        Some((coding, name)) => {
+            let mut out = Vec::new();
+            let mut decoder = StreamDecoder::new(&[coding], limit);
+            let _ = decoder.push(&raw, &mut |piece| out.extend_from_slice(piece));
+            let _ = decoder.finish(&mut |piece| out.extend_from_slice(piece));
+            (vec!["base64", name], out)
+        }
+        None if mostly_text(&raw) => (vec!["base64"], raw),
+        None => return None,
+    };
+    if let Some(kind) = sniff_container(&payload) {
+        containers.push(kind);
+    }
+    Some((containers, payload))
+}
+
+/// True when at least 90% of the bytes are printable ASCII or whitespace,
+/// or the bytes are valid UTF-8 text: binary noise decoded from a
+/// base64-looking word is not worth scanning.
+fn mostly_text(bytes: &[u8]) -> bool {
+    if bytes.len() < 8 {
+        return false;
+    }
+    if std::str::from_utf8(bytes)
+        .is_ok_and(|s| !s.chars().any(|c| c.is_control() && !c.is_whitespace()))
+    {
+        return true;
+    }
+    let printable = bytes
+        .iter()
+        .filter(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+        .count();
+    printable * 10 >= bytes.len() * 9
+}
+
+/// Names the container a payload looks like, for `decoded_from`.
+pub fn sniff_container(payload: &[u8]) -> Option<&'static str> {
+    let first = payload.iter().find(|b| !b.is_ascii_whitespace())?;
+    match first {
+        b'{' | b'[' => Some("json"),
+        _ if payload.contains(&b'=') && !payload.contains(&b' ') => Some("form"),
+        _ => None,
+    }
+}

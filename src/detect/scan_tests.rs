@@ -1,0 +1,185 @@
+//! Message scan tests: evidence, nested decoding, and chunking independence.
+
+use std::collections::BTreeSet;
+use std::sync::LazyLock;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::detect::profile::DeviceProfile;
+use crate::detect::rules::RuleSet;
+
+/// A match decided after its bytes left the kept tail (a latitude held
+/// until the longitude shows up 20 KiB later, a key value decided in
+/// the next chunk) gets the reported value as evidence; cutting it out
+/// of the tail used to panic.
+#[test]
+fn late_decisions_keep_their_evidence() {
+    let rules = RuleSet::embedded();
+    let detectors = Detectors {
+        known: KnownValueMatcher::new(&DeviceProfile::default()),
+        patterns: PatternScanner::new(&rules),
+        keys: KeyScanner::new(&rules),
+        limits: ScanLimits::default(),
+        redact: false,
+    };
+    let mut msg = String::from(r#"{"lat":39.9088,"#);
+    msg.push_str(&"x".repeat(20_000));
+    msg.push_str(r#","lng":116.3975,"#);
+    msg.push_str(&"y".repeat(16_384 - msg.len() % 16_384 - 30));
+    msg.push_str(r#""imei":"490154203237518""#);
+    msg.push_str(&"z".repeat(1000));
+    let mut scan = MessageScan::new(&detectors, Vec::new());
+    for chunk in msg.as_bytes().chunks(16_384) {
+        scan.feed(chunk);
+    }
+    let hits = scan.finish();
+    let evidence = |id: &str| {
+        let hit = hits.iter().find(|h| h.identifier == id);
+        hit.map(|h| h.evidence.clone()).unwrap_or_default()
+    };
+    assert!(evidence("location").contains("39.9088"), "{hits:?}");
+    assert!(evidence("imei").contains("490154203237518"), "{hits:?}");
+}
+
+static DETECTORS: LazyLock<Detectors> = LazyLock::new(|| {
+    let profile = include_str!("../../detectors/example-profile.toml");
+    let profile = DeviceProfile::from_toml(profile, "example-profile.toml").expect("profile");
+    let rules = RuleSet::embedded();
+    Detectors {
+        known: KnownValueMatcher::new(&profile),
+        patterns: PatternScanner::new(&rules),
+        keys: KeyScanner::new(&rules),
+        limits: ScanLimits::default(),
+        redact: false,
+    }
+});
+
+/// What a scan found, without the evidence (whose context depends on
+/// where chunks were cut).
+fn found(hits: &[Hit]) -> Vec<(String, String, DetectorKind, Confidence, Vec<String>)> {
+    let id = |h: &Hit| {
+        let (enc, chain) = (h.encoding.clone(), h.chain.clone());
+        (h.identifier.clone(), enc, h.detector, h.confidence, chain)
+    };
+    hits.iter().map(id).collect()
+}
+
+fn scan_chunks(chunks: &[&[u8]]) -> Vec<Hit> {
+    let mut scan = MessageScan::new(&DETECTORS, Vec::new());
+    for c in chunks {
+        scan.feed(c);
+    }
+    scan.finish()
+}
+
+fn identifiers(hits: &[Hit]) -> BTreeSet<String> {
+    hits.iter().map(|h| h.identifier.clone()).collect()
+}
+
+/// Every `%XX` decoded, as the whole-message child used to see it.
+fn percent_decoded(msg: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(msg.len());
+    let mut i = 0;
+    while i < msg.len() {
+        let escape = msg.get(i..i + 3).and_then(|e| match e {
+            [b'%', h, l] => Some(hex_value(*h)? << 4 | hex_value(*l)?),
+            _ => None,
+        });
+        match escape {
+            Some(b) => (out.push(b), i += 3),
+            None => (out.push(msg[i]), i += 1),
+        };
+    }
+    out
+}
+
+/// Messages mixing plain and URL-encoded identifiers (as parameters, in
+/// URL-encoded JSON, in base64 with escaped `+` and `/`) with filler.
+fn traffic() -> impl Strategy<Value = String> {
+    let piece = prop::sample::select(vec![
+        "imei=490154203237518&",
+        "q=imei%3D356938035643809%26x%3D1&",
+        "data=%7B%22phone%22%3A%2213912345678%22%2C%22n%22%3A1%7D&",
+        "contact=zhang.wei%40mail.qq.com&",
+        "mac=02%3A1a%3A11%3Af0%3A3c%3A77&",
+        "{\"lat\":39.90881,",
+        "\"lng\":116.39752}",
+        "loc=31.230416%2C121.473701&",
+        "lat%3D22.543096%26lng%3D114.057865",
+        "page=%2Fhome%2F123&",
+        "blob=eyJpbWVpIjoiNDkwMTU0MjAzMjM3NTE4In0%3D&",
+        // `{"t":"~~~>>>???","imei":"356938035643809"}` and
+        // `{"s":"??>","android_id":"9c2f1e4a7b3d5e60"}`: the escapes cut the
+        // base64 run before the identifier.
+        "b=eyJ0Ijoifn5%2BPj4%2BPz8%2FIiwiaW1laSI6IjM1NjkzODAzNTY0MzgwOSJ9&",
+        "d=eyJzIjoiPz8%2BIiwiYW5kcm9pZF9pZCI6IjljMmYxZTRhN2IzZDVlNjAifQ%3D%3D&",
+        "%",
+        "%2",
+        " ",
+        "\n",
+        "&",
+        "the quick brown fox jumps over the lazy dog ",
+        "0123456789abcdef0123456789abcdef",
+    ]);
+    let filler = (0usize..3).prop_map(|n| "lorem ipsum dolor sit amet ".repeat(n * 40));
+    let part = prop_oneof![4 => piece.prop_map(String::from), 1 => filler];
+    proptest::collection::vec(part, 0..16).prop_map(|v| v.concat())
+}
+
+fn cut(msg: &[u8], mut points: Vec<usize>) -> Vec<&[u8]> {
+    points.iter_mut().for_each(|p| *p %= msg.len() + 1);
+    points.sort_unstable();
+    points.dedup();
+    let mut out = Vec::new();
+    let mut last = 0;
+    for p in points.into_iter().chain([msg.len()]) {
+        out.push(&msg[last..p]);
+        last = p;
+    }
+    out
+}
+
+proptest! {
+    /// Decoding only the escaped regions finds the identifiers decoding
+    /// the whole message finds.
+    #[test]
+    fn escaped_regions_find_what_decoding_everything_finds(text in traffic()) {
+        let msg = text.as_bytes();
+        let got = identifiers(&scan_chunks(&[msg]));
+        let mut want = identifiers(&scan_chunks(&[msg]));
+        want.extend(identifiers(&scan_chunks(&[&percent_decoded(msg)])));
+        prop_assert_eq!(got, want);
+    }
+
+    #[test]
+    fn findings_do_not_depend_on_chunking(
+        text in traffic(),
+        points in proptest::collection::vec(0usize..4000, 0..6),
+    ) {
+        let msg = text.as_bytes();
+        let want = found(&scan_chunks(&[msg]));
+        prop_assert_eq!(found(&scan_chunks(&cut(msg, points))), want.clone());
+        let bytes: Vec<&[u8]> = msg.chunks(1).collect();
+        prop_assert_eq!(found(&scan_chunks(&bytes)), want);
+    }
+}
+
+/// Plain text decodes to itself: only the region around an escape goes
+/// to the percent-decoded child, however long the message.
+#[test]
+fn only_escaped_regions_are_decoded_again() {
+    let filler = "lorem ipsum dolor sit amet ".repeat(40_000);
+    let msg = format!("{filler}q=imei%3D356938035643809&{filler}");
+    let mut scan = MessageScan::new(&DETECTORS, Vec::new());
+    for chunk in msg.as_bytes().chunks(16 << 10) {
+        scan.feed(chunk);
+    }
+    let child_fed = scan.percent.child.as_ref().map(|c| c.fed);
+    assert!(
+        child_fed.is_some_and(|n| n < 2048),
+        "child fed: {child_fed:?}"
+    );
+    let hits = scan.finish();
+    assert!(hits.iter().any(|h| h.identifier == "imei"), "{hits:?}");
+}
