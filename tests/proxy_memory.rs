@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::mem::rss_bytes;
 use common::{Harness, Options};
 use futures::StreamExt;
 use leakscope::flow::capture::CaptureLimits;
@@ -47,16 +48,6 @@ impl FlowTap for CounterTap {
     fn end(&mut self, _flow: &Flow) {
         self.0.ended.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS line");
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
 }
 
 const FIFTY_MIB: u64 = 50 * 1024 * 1024;

@@ -96,9 +96,16 @@ impl BodyCapture {
     /// limit) and handed to `observe`.
     pub fn push(&mut self, wire: &[u8], observe: &mut dyn FnMut(&[u8])) {
         self.record.wire_size += wire.len() as u64;
-        let Some(decoder) = self.decoder.as_mut() else {
+        if self.record.content_encoding.is_empty() {
             keep(&mut self.kept, &mut self.record, self.limits, wire);
             observe(wire);
+            return;
+        }
+        // Decoding failed or hit the decode limit: the rest is relayed and
+        // counted on the wire, but it is not decoded, so it must not be
+        // kept, counted or observed as if it were (a bomb's remaining
+        // compressed bytes used to be, past the limit).
+        let Some(decoder) = self.decoder.as_mut() else {
             return;
         };
         let (kept, record, limits) = (&mut self.kept, &mut self.record, self.limits);
@@ -221,6 +228,32 @@ mod tests {
         assert_eq!(record.wire_size, wire.len() as u64);
         assert_eq!(record.content_encoding, vec!["gzip"]);
         assert!(!record.truncated);
+    }
+
+    /// Regression: once decoding stopped, the remaining wire bytes were
+    /// kept, counted and observed as decoded ones.
+    #[test]
+    fn nothing_raw_follows_a_decode_limit_or_a_corrupt_stream() {
+        let body = b"imei=490154203237518&".repeat(100);
+        let limits = CaptureLimits {
+            body_limit: 1 << 20,
+            decode_limit: 64,
+        };
+        let (record, seen) = capture_all(Some("gzip"), &gzip(&body), limits);
+        assert_eq!(seen, &body[..64]);
+        assert_eq!(&record.captured[..], &body[..64]);
+        assert_eq!(record.decoded_size, 64);
+        assert!(record.decode_error.unwrap().contains("limit"));
+
+        let mut corrupt = gzip(&body);
+        let end = corrupt.len() - 8;
+        corrupt[end - 40..end].fill(0xff);
+        let (record, seen) = capture_all(Some("gzip"), &corrupt, CaptureLimits::default());
+        assert!(record.decode_error.is_some());
+        assert!(body.starts_with(&seen), "only decoded bytes are observed");
+        assert!(body.starts_with(&record.captured));
+        assert_eq!(record.decoded_size, seen.len() as u64);
+        assert_eq!(record.wire_size, corrupt.len() as u64);
     }
 
     #[test]

@@ -173,6 +173,15 @@ impl HttpHandler for FlowHandler {
             return cert_page::serve(&self.shared.cert_page, req.uri().path()).into();
         }
         let (host, port) = host_and_port(req.uri(), req.headers());
+        if host.is_empty() {
+            // Neither an absolute URI nor a Host header: nowhere to relay
+            // to, and the client is at fault: 400, not an upstream 502.
+            return text_response(
+                StatusCode::BAD_REQUEST,
+                "leakscope: the request names no host (absolute URI or Host header)\n",
+            )
+            .into();
+        }
         if let Some(refusal) = self.own_target(&host, port) {
             return refusal.into();
         }

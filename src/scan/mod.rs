@@ -281,8 +281,9 @@ pub fn scan(options: &ScanOptions) -> anyhow::Result<ScanSummary> {
 }
 
 /// Feeds one entry through the pipeline in the order a live exchange
-/// happens; the flow is recorded when `live` drops at the end.
-fn replay(pipeline: &Pipeline, entry: ScanEntry) {
+/// happens; the flow is recorded when `live` drops at the end. Public for
+/// the HAR fuzz target, which replays into one long-lived pipeline.
+pub fn replay(pipeline: &Pipeline, entry: ScanEntry) {
     let mut flow = Flow::new(entry.kind, entry.client_addr);
     flow.timing.start = entry.timing.start;
     flow.request = Some(entry.request);

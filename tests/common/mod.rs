@@ -5,7 +5,10 @@
 #![allow(dead_code)]
 
 pub mod bin;
+pub mod mem;
 pub mod origin;
+pub mod panics;
+pub mod raw;
 pub mod tunnel;
 
 use leakscope::ca::CertAuthority;

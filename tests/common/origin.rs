@@ -236,6 +236,7 @@ fn route(req: Request<Incoming>, ctx: &Ctx) -> Response<RespBody> {
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/hello") => hello(&req),
         (Method::POST, "/echo") => echo(req),
+        (Method::POST, "/drain") => drain(req),
         (Method::GET, "/headers") => headers_json(&req),
         (Method::GET, "/gzip") => gzip(),
         (Method::GET, "/ws") => websocket(req, ctx),
@@ -266,6 +267,27 @@ fn echo(req: Request<Incoming>) -> Response<RespBody> {
         resp.headers_mut().insert(header::CONTENT_TYPE, ct);
     }
     resp
+}
+
+/// Reads the whole request body keeping only its length, then answers
+/// with that length as text: a body far larger than memory can be
+/// streamed through the proxy and still be checked byte for byte.
+fn drain(req: Request<Incoming>) -> Response<RespBody> {
+    let count = async move {
+        let mut body = req.into_body();
+        let mut total = 0u64;
+        while let Some(frame) = body.frame().await {
+            if let Some(data) = frame?.data_ref() {
+                total += data.len() as u64;
+            }
+        }
+        Ok::<_, BoxError>(Frame::data(Bytes::from(total.to_string())))
+    };
+    let body = http_body_util::StreamBody::new(futures::stream::once(count));
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(http_body_util::BodyExt::boxed(body))
+        .expect("drain response")
 }
 
 fn headers_json(req: &Request<Incoming>) -> Response<RespBody> {
