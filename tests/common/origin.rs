@@ -217,7 +217,14 @@ where
     let mut stop = ctx.shutdown.clone();
     let service = service_fn(move |req| {
         let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(route(req, &ctx)) }
+        async move {
+            // /drain answers only once it has read the whole body.
+            if req.method() == Method::POST && req.uri().path() == "/drain" {
+                ctx.requests.fetch_add(1, Ordering::SeqCst);
+                return Ok::<_, Infallible>(drain(req).await);
+            }
+            Ok(route(req, &ctx))
+        }
     });
     let builder = auto::Builder::new(TokioExecutor::new());
     // `with_upgrades` keeps the socket alive after a 101 so /ws can take it over.
@@ -236,7 +243,6 @@ fn route(req: Request<Incoming>, ctx: &Ctx) -> Response<RespBody> {
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/hello") => hello(&req),
         (Method::POST, "/echo") => echo(req),
-        (Method::POST, "/drain") => drain(req),
         (Method::GET, "/headers") => headers_json(&req),
         (Method::GET, "/gzip") => gzip(),
         (Method::GET, "/ws") => websocket(req, ctx),
@@ -272,21 +278,19 @@ fn echo(req: Request<Incoming>) -> Response<RespBody> {
 /// Reads the whole request body keeping only its length, then answers
 /// with that length as text: a body far larger than memory can be
 /// streamed through the proxy and still be checked byte for byte.
-fn drain(req: Request<Incoming>) -> Response<RespBody> {
-    let count = async move {
-        let mut body = req.into_body();
-        let mut total = 0u64;
-        while let Some(frame) = body.frame().await {
-            if let Some(data) = frame?.data_ref() {
-                total += data.len() as u64;
-            }
+async fn drain(req: Request<Incoming>) -> Response<RespBody> {
+    let mut body = req.into_body();
+    let mut total = 0u64;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => total += frame.data_ref().map_or(0, |d| d.len() as u64),
+            // A broken body never earns a 200, not even a head sent early.
+            Err(_) => return empty(StatusCode::BAD_REQUEST),
         }
-        Ok::<_, BoxError>(Frame::data(Bytes::from(total.to_string())))
-    };
-    let body = http_body_util::StreamBody::new(futures::stream::once(count));
+    }
     Response::builder()
         .header(header::CONTENT_TYPE, "text/plain")
-        .body(http_body_util::BodyExt::boxed(body))
+        .body(full(total.to_string()))
         .expect("drain response")
 }
 
