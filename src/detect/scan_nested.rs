@@ -264,10 +264,10 @@ impl PercentRegions<'_> {
     fn region_start(&self, work: &[u8], base: u64, e: u64) -> u64 {
         let floor = self.fed_to.max(base - self.history.len() as u64);
         // A token starts at the message start, after a delimiter, or where
-        // the child's input stops.
-        let starts_token = |pos: u64| {
-            pos == 0 || pos == self.fed_to || is_delimiter(self.raw_at(work, base, pos - 1))
-        };
+        // what can be looked at starts: where the child's input stops, or
+        // at the oldest kept byte, whose predecessor is gone.
+        let starts_token =
+            |pos: u64| pos == 0 || pos == floor || is_delimiter(self.raw_at(work, base, pos - 1));
         let lo = e.saturating_sub(TOKEN_BACK as u64).max(floor);
         let token = (lo..=e).rev().find(|&pos| starts_token(pos)).unwrap_or(e);
         let lo = token.saturating_sub(CONTEXT_BACK as u64).max(floor);
