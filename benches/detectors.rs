@@ -319,6 +319,22 @@ fn pipeline(d: &Detectors, message: &[u8]) -> usize {
     scan.finish().len()
 }
 
+/// For profilers (`perf stat`, callgrind): runs one group (`known_values`,
+/// `patterns`, `keys` or `pipeline`) over the corpus a fixed 5 times,
+/// without criterion, and exits.
+fn profile_run(d: &Detectors, whole: &[u8], name: &str) -> ! {
+    let run: fn(&Detectors, &[u8]) -> usize = match name {
+        "known_values" => known_values,
+        "patterns" => patterns,
+        "keys" => keys,
+        "pipeline" => pipeline,
+        _ => panic!("DETECTORS_RUN: unknown group {name}"),
+    };
+    let found: usize = (0..5).map(|_| run(d, black_box(whole))).sum();
+    eprintln!("{name}: 5 runs, {found} matches");
+    std::process::exit(0)
+}
+
 /// The calling thread's CPU time (or wall-clock time, see the module docs).
 struct CpuTime {
     wall: bool,
@@ -384,6 +400,9 @@ fn bench(c: &mut Criterion<CpuTime>) {
     let whole: Vec<u8> = records.concat();
     if let Ok(path) = std::env::var("DUMP_CORPUS") {
         let _ = std::fs::write(path, &whole);
+    }
+    if let Ok(name) = std::env::var("DETECTORS_RUN") {
+        profile_run(&d, &whole, &name);
     }
     let found = (
         known_values(&d, &whole),

@@ -315,11 +315,14 @@ enum Step {
 mod candidates;
 #[path = "keys_normalize.rs"]
 mod normalize;
+#[path = "keys_trie.rs"]
+mod trie;
 #[path = "keys_values.rs"]
 mod values;
 
 pub use normalize::{Aliases, key_tokens, normalize_key};
-pub(crate) use normalize::{NormalizedKey, key_suffixes};
+pub(crate) use normalize::{KeyMap, KeySet, NormalizedKey, key_suffixes};
+pub(crate) use trie::{ByteTrie, EXACT, SUFFIX};
 pub use values::url_decode;
 
 #[cfg(test)]

@@ -16,16 +16,17 @@
 //! URL-encoded form keys) it lets the candidate through, and the regex and
 //! [`RuleSet::kind_for_key`] decide as before.
 
+use super::{ByteTrie, EXACT, SUFFIX};
 use crate::detect::rules::RuleSet;
 
 /// Longest key the introducer regex accepts, in bytes, plus the `\` of an
 /// escaped quote.
 const MAX_KEY: usize = 97;
-/// Longest multipart introducer line before the field name's closing quote.
-const MAX_PART_LINE: usize = 420;
+/// `Content-Disposition` in bytes, spelt with two `ſ` (U+017F) for `s`.
+const MAX_DISPOSITION: usize = 21;
 
 /// How an alias that ends at a trie node may be used.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum End {
     None,
     /// `exact_keys`: only as the whole key.
@@ -36,58 +37,27 @@ enum End {
 
 /// The aliases of a rule set, reversed, as a trie over their bytes.
 pub(super) struct KeyCandidates {
-    /// Byte → trie symbol; 0 for bytes no alias holds.
-    symbol: [u8; 256],
-    symbols: usize,
-    /// `next[node * symbols + symbol]`: the child, or 0 (the root is never
-    /// a child).
-    next: Vec<u32>,
-    end: Vec<End>,
+    trie: ByteTrie,
 }
 
 impl KeyCandidates {
     pub(super) fn new(rules: &RuleSet) -> KeyCandidates {
-        let aliases: Vec<(&str, bool)> = rules.key_aliases().collect();
-        let mut symbol = [0u8; 256];
-        let mut symbols = 1;
-        for (alias, _) in &aliases {
-            for &b in alias.as_bytes() {
-                if symbol[usize::from(b)] == 0 {
-                    symbol[usize::from(b)] = u8::try_from(symbols).unwrap_or(0);
-                    symbols += 1;
-                }
-            }
+        KeyCandidates {
+            trie: rules.alias_trie().clone(),
         }
-        let mut trie = KeyCandidates {
-            symbol,
-            symbols,
-            next: vec![0; symbols],
-            end: vec![End::None],
-        };
-        for (alias, exact) in aliases {
-            trie.insert(alias, if exact { End::Exact } else { End::Suffix });
-        }
-        trie
-    }
-
-    fn insert(&mut self, alias: &str, end: End) {
-        let mut node = 0;
-        for &b in alias.as_bytes().iter().rev() {
-            let slot = node * self.symbols + usize::from(self.symbol[usize::from(b)]);
-            if self.next[slot] == 0 {
-                self.next[slot] = u32::try_from(self.end.len()).unwrap_or(0);
-                self.end.push(End::None);
-                self.next.resize(self.end.len() * self.symbols, 0);
-            }
-            node = self.next[slot] as usize;
-        }
-        self.end[node] = self.end[node].max(end);
     }
 
     fn step(&self, node: usize, b: u8) -> usize {
-        match self.symbol[usize::from(b)] {
-            0 => 0,
-            s => self.next[node * self.symbols + usize::from(s)] as usize,
+        self.trie.step(node, b)
+    }
+
+    fn end(&self, node: usize) -> End {
+        if self.trie.value(node, SUFFIX).is_some() {
+            End::Suffix
+        } else if self.trie.value(node, EXACT).is_some() {
+            End::Exact
+        } else {
+            End::None
         }
     }
 
@@ -114,10 +84,20 @@ impl KeyCandidates {
     /// The starts for a key that may end right before `buf[c]`.
     fn candidate(&self, buf: &[u8], c: usize, out: &mut Vec<usize>) {
         match buf[c] {
-            b'"' if self.may_name(buf, c, QUOTED) => quote_starts(buf, c, out),
+            b'"' if closes_json_key(buf, c) && self.may_name(buf, c, QUOTED) => {
+                json_starts(buf, c, out);
+            }
             // A URL-encoded key is decoded before it is looked up.
             b'=' if self.may_name(buf, c, FORM) || encoded_key(buf, c) => form_starts(buf, c, out),
-            b':' if self.may_name(buf, c, HEADER) => out.extend(line_start(buf, c, MAX_KEY)),
+            b':' => {
+                if self.may_name(buf, c, HEADER) {
+                    out.extend(line_start(buf, c, MAX_KEY));
+                }
+                // A multipart part's field name is looked at from its line.
+                if content_disposition_before(buf, c) {
+                    out.extend(line_start(buf, c, MAX_DISPOSITION));
+                }
+            }
             b'>' if self.may_name(buf, c, XML) => {
                 let lo = c.saturating_sub(MAX_KEY);
                 out.extend(buf[lo..c].iter().rposition(|b| *b == b'<').map(|i| lo + i));
@@ -167,7 +147,8 @@ impl KeyCandidates {
             if node == 0 {
                 return false;
             }
-            if self.end[node] != End::None && starts_token(buf, i, self.end[node]) {
+            let end = self.end(node);
+            if end != End::None && starts_token(buf, i, end) {
                 return true;
             }
         }
@@ -211,9 +192,23 @@ fn char_ending_at(buf: &[u8], lo: usize, i: usize) -> Option<(usize, char)> {
     chars.next().is_none().then_some((first, ch))
 }
 
-/// Starts for a key closed by the quote at `c`: a JSON key (`"k":`, or
-/// `\"k\":` inside a JSON string) and a multipart field name.
-fn quote_starts(buf: &[u8], c: usize, out: &mut Vec<usize>) {
+/// False if the quote at `c` cannot close a JSON key: a key's closing
+/// quote is followed by at most 16 spaces or line breaks and a `:`. (True
+/// when the data so far ends first.)
+fn closes_json_key(buf: &[u8], c: usize) -> bool {
+    for &b in buf.iter().skip(c + 1).take(17) {
+        match b {
+            b':' => return true,
+            b' ' | b'\t' | b'\r' | b'\n' => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Starts for a JSON key closed by the quote at `c` (`"k":`, or `\"k\":`
+/// inside a JSON string): its opening quote, and the `\` before it.
+fn json_starts(buf: &[u8], c: usize, out: &mut Vec<usize>) {
     let lo = c.saturating_sub(MAX_KEY + 1);
     if let Some(q) = buf[lo..c].iter().rposition(|b| *b == b'"').map(|i| lo + i) {
         out.push(q);
@@ -221,11 +216,15 @@ fn quote_starts(buf: &[u8], c: usize, out: &mut Vec<usize>) {
             out.push(q - 1);
         }
     }
-    if let Some(l) = line_start(buf, c, MAX_PART_LINE)
-        && matches!(buf.get(l), Some(b'c' | b'C'))
-    {
-        out.push(l);
-    }
+}
+
+/// True if the `:` at `c` may end a `Content-Disposition` header name (in
+/// any case; the regex also takes `ſ` for `s`, hence any non-ASCII byte).
+fn content_disposition_before(buf: &[u8], c: usize) -> bool {
+    let name = &buf[c.saturating_sub(MAX_DISPOSITION)..c];
+    let ascii =
+        name.len() >= 19 && name[name.len() - 19..].eq_ignore_ascii_case(b"content-disposition");
+    ascii || !name.is_ascii()
 }
 
 /// True if the form key closed by the `=` at `c` holds a `%` escape.

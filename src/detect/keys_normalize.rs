@@ -2,12 +2,49 @@
 //! non-allocating form for the hot path (every candidate key in traffic is
 //! looked up, and almost none name an identifier).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Alias and key-token tables: looked up for every candidate key in
+/// traffic, so hashed with a fast multiplicative hash rather than SipHash.
+/// Their contents come from the rule files; traffic only looks them up,
+/// so it cannot grow a bucket.
+pub(crate) type KeyMap<V> = HashMap<String, V, BuildHasherDefault<KeyHasher>>;
+pub(crate) type KeySet = HashSet<String, BuildHasherDefault<KeyHasher>>;
+
+/// The hash of [`KeyMap`] and [`KeySet`] (FxHash: rotate, xor, multiply,
+/// eight bytes at a time).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct KeyHasher(u64);
+
+impl KeyHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, b: u8) {
+        self.add(u64::from(b));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// A set of normalised aliases.
 #[derive(Debug, Clone, Default)]
 pub struct Aliases {
-    suffix: HashSet<String>,
+    suffix: KeySet,
 }
 
 impl Aliases {
@@ -30,9 +67,15 @@ impl Aliases {
     /// token rules of [`key_tokens`].
     pub fn matches(&self, key: &str) -> bool {
         match NormalizedKey::new(key) {
-            Some(k) => k.suffixes().any(|(suffix, _)| self.suffix.contains(suffix)),
+            Some(k) => self.matches_normalized(&k),
             None => key_suffixes(key).any(|(suffix, _)| self.suffix.contains(&suffix)),
         }
+    }
+
+    /// [`Self::matches`] for a key already normalised.
+    pub(crate) fn matches_normalized(&self, key: &NormalizedKey) -> bool {
+        key.suffixes()
+            .any(|(suffix, _)| self.suffix.contains(suffix))
     }
 }
 
@@ -100,14 +143,18 @@ pub(crate) fn key_suffixes(key: &str) -> impl Iterator<Item = (String, bool)> {
     (start..tokens.len()).map(move |i| (tokens[i..].concat(), i == 0))
 }
 
+/// Longest key [`NormalizedKey`] takes: the key scanner reads keys of at
+/// most 96 bytes, the pattern scanner's key context 48.
+const MAX_FAST_KEY: usize = 96;
+
 /// A key split into tokens and normalised without allocating: ASCII keys
-/// of at most 256 bytes (what key lookups meet on the hot path). Gives the
-/// same tokens as [`key_tokens`].
+/// of at most `MAX_FAST_KEY` bytes (what key lookups meet on the hot path).
+/// Gives the same tokens as [`key_tokens`].
 pub(crate) struct NormalizedKey {
-    norm: [u8; 256],
+    norm: [u8; MAX_FAST_KEY],
     len: usize,
     /// Where each token starts in `norm`.
-    starts: [u16; 129],
+    starts: [u8; MAX_FAST_KEY / 2 + 1],
     tokens: usize,
 }
 
@@ -115,13 +162,13 @@ impl NormalizedKey {
     /// `None` for keys the fast path does not handle (non-ASCII, long).
     pub(crate) fn new(key: &str) -> Option<NormalizedKey> {
         let b = key.as_bytes();
-        if !key.is_ascii() || b.len() > 256 {
+        if !key.is_ascii() || b.len() > MAX_FAST_KEY {
             return None;
         }
         let mut k = NormalizedKey {
-            norm: [0; 256],
+            norm: [0; MAX_FAST_KEY],
             len: 0,
-            starts: [0; 129],
+            starts: [0; MAX_FAST_KEY / 2 + 1],
             tokens: 0,
         };
         for (i, &c) in b.iter().enumerate() {
@@ -141,7 +188,7 @@ impl NormalizedKey {
                 if k.tokens == k.starts.len() {
                     return None;
                 }
-                k.starts[k.tokens] = k.len as u16;
+                k.starts[k.tokens] = k.len as u8;
                 k.tokens += 1;
             }
             k.norm[k.len] = c.to_ascii_lowercase();
@@ -161,6 +208,11 @@ impl NormalizedKey {
             usize::from(self.starts[i]),
             end.map_or(self.len, |e| usize::from(*e)),
         )
+    }
+
+    /// Where token `i` starts in [`Self::joined`].
+    pub(crate) fn token_start(&self, i: usize) -> usize {
+        usize::from(self.starts[i])
     }
 
     pub(crate) fn tokens(&self) -> usize {

@@ -404,6 +404,7 @@ fn key_traffic() -> impl Strategy<Value = String> {
     ]);
     let syntax = prop::sample::select(vec![
         ("\"", "\":\"", "\""),
+        ("\"", "\" \r\n: ", ","),
         ("\\\"", "\\\":\\\"", "\\\""),
         ("&", "=", "&"),
         ("\\u0026", "=", ""),

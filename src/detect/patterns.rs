@@ -390,10 +390,9 @@ impl PatternStream<'_> {
         let (rules, scan) = (&scanner.rules, &scanner.scan[..]);
         // The key before `p` is the same for every rule: one lookup
         // settles them all.
-        let key_allows = |p| {
-            scanner
-                .key_masks
-                .allowed(&KeyInfo::at(rules, buf, p), rules, scan)
+        let key_allows = |p, m| {
+            let key = KeyInfo::at(rules, buf, p);
+            scanner.key_masks.allowed(&key, m, rules, scan)
         };
         pre.candidates(buf, from, to, key_allows, |p, mut mask| {
             while mask != 0 {

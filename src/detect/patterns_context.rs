@@ -5,13 +5,15 @@
 use std::borrow::Cow;
 
 use super::{HEX_BLOB_LEN, KEY_GAP, LOOKBEHIND, MAX_KEY_LEN, PatternScanner, ScanRule};
-use crate::detect::keys::normalize_key;
+use crate::detect::keys::{Aliases, NormalizedKey, normalize_key};
 use crate::detect::rules::PatternRule;
 use crate::detect::rules::RuleSet;
 
 /// The key a value is assigned to, and the kind that key names.
 pub(super) struct KeyInfo<'b> {
     key: Option<Cow<'b, str>>,
+    /// The key normalised once for every lookup, when it is short ASCII.
+    norm: Option<NormalizedKey>,
     kind: Option<usize>,
 }
 
@@ -49,35 +51,55 @@ impl KeyMasks {
         masks
     }
 
-    /// The rules `key` allows.
-    pub(super) fn allowed(&self, key: &KeyInfo<'_>, rules: &RuleSet, scan: &[ScanRule]) -> u64 {
+    /// The rules of `m` that `key` allows.
+    pub(super) fn allowed(
+        &self,
+        key: &KeyInfo<'_>,
+        m: u64,
+        rules: &RuleSet,
+        scan: &[ScanRule],
+    ) -> u64 {
         let Some(k) = key.key.as_deref() else {
-            return self.keyless;
+            return m & self.keyless;
         };
-        let mut m = match key.kind {
-            Some(kind) => self.by_kind[kind],
-            None if rules.is_deny_context(k) => 0,
-            None => self.keyless,
+        let mut ok = match key.kind {
+            Some(kind) => m & self.by_kind[kind],
+            None if m & self.keyless == 0 || key.is_deny_context(rules, k) => 0,
+            None => m & self.keyless,
         };
         for &(bit, i) in &self.context {
-            if scan[i]
-                .rule
-                .context_keys
-                .as_ref()
-                .is_some_and(|a| a.matches(k))
-            {
-                m |= bit;
+            let aliases = scan[i].rule.context_keys.as_ref();
+            if m & bit != 0 && aliases.is_some_and(|a| key.matches(a, k)) {
+                ok |= bit;
             }
         }
-        m
+        ok
     }
 }
 
 impl<'b> KeyInfo<'b> {
     pub(super) fn at(rules: &RuleSet, buf: &'b [u8], s: usize) -> KeyInfo<'b> {
         let key = nearest_key(buf, s).map(String::from_utf8_lossy);
-        let kind = key.as_deref().and_then(|k| rules.kind_index_for_key(k));
-        KeyInfo { key, kind }
+        let norm = key.as_deref().and_then(NormalizedKey::new);
+        let kind = match &norm {
+            Some(n) => rules.kind_index_for_normalized(n),
+            None => key.as_deref().and_then(|k| rules.kind_index_for_key(k)),
+        };
+        KeyInfo { key, norm, kind }
+    }
+
+    fn is_deny_context(&self, rules: &RuleSet, key: &str) -> bool {
+        match &self.norm {
+            Some(n) => rules.is_deny_context_normalized(n),
+            None => rules.is_deny_context(key),
+        }
+    }
+
+    fn matches(&self, aliases: &Aliases, key: &str) -> bool {
+        match &self.norm {
+            Some(n) => aliases.matches_normalized(n),
+            None => aliases.matches(key),
+        }
     }
 
     /// The key checks of the module docs for a hit of `sr`.
@@ -85,14 +107,14 @@ impl<'b> KeyInfo<'b> {
         let key = self.key.as_deref();
         if sr.rule.needs_key_context {
             return match (&sr.rule.context_keys, key) {
-                (Some(aliases), Some(k)) => aliases.matches(k),
+                (Some(aliases), Some(k)) => self.matches(aliases, k),
                 (None, Some(_)) => self.kind == Some(sr.kind),
                 (_, None) => false,
             };
         }
         match (key, self.kind) {
             (Some(_), Some(other)) => other == sr.kind,
-            (Some(k), None) => !rules.is_deny_context(k),
+            (Some(k), None) => !self.is_deny_context(rules, k),
             (None, _) => true,
         }
     }

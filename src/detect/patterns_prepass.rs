@@ -20,15 +20,13 @@ use super::{ByteClass, MAX_MATCH_LEN, escaped_before};
 
 /// What the pre-pass knows about one rule.
 struct FastRule {
-    /// `\A(?:pattern)`: the rule's regex, anchored at the candidate.
-    probe: BytesRegex,
     /// Index of its alphabet in `Prepass::alphabets`.
     alphabet: usize,
     min_len: usize,
     /// Longest match that counts (`MAX_MATCH_LEN` at most).
     max_len: usize,
-    /// Bytes the anchored regex is given: every byte a match that counts
-    /// can use.
+    /// Bytes the anchored regex is given: every byte the rule's longest
+    /// match can use (unbounded when the shape has no maximum).
     window: usize,
     /// The rule's `boundary_after` refuses every byte of its alphabet, so a
     /// match must end exactly where its alphabet run ends.
@@ -44,6 +42,13 @@ pub(super) struct Prepass {
     /// scanner's rule list).
     pub rules: Vec<usize>,
     fast: Vec<FastRule>,
+    /// Per rule: `\A(?:pattern)`, its regex anchored at the candidate.
+    probes: Vec<BytesRegex>,
+    /// Per byte: the rules whose alphabet holds it.
+    in_alphabet: Box<[u64; 256]>,
+    /// The rules whose match must have a byte of their alphabet at this
+    /// offset (the end and the middle of their shortest match), by offset.
+    offsets: Vec<(usize, u64)>,
     start: Box<[u64; 256]>,
     not_before: Box<[u64; 256]>,
     /// Rules that may have this byte second (their alphabet, for rules
@@ -121,6 +126,9 @@ impl Prepass {
         let mut pre = Prepass {
             rules: Vec::new(),
             fast: Vec::new(),
+            probes: Vec::new(),
+            in_alphabet: Box::new([0; 256]),
+            offsets: Vec::new(),
             start: Box::new([0; 256]),
             not_before: Box::new([0; 256]),
             second: Box::new([0; 256]),
@@ -173,6 +181,21 @@ impl Prepass {
             if required.is_some() {
                 pre.needs_required |= bit;
             }
+            for b in 0..=255u8 {
+                if shape.alphabet.contains(b) {
+                    pre.in_alphabet[usize::from(b)] |= bit;
+                }
+            }
+            // The bytes where the shortest match ends and at its middle must
+            // be in the alphabet: in hex and base64 text this turns away
+            // most digit runs before any per-rule work.
+            let last = shape.min_len.saturating_sub(1).min(MAX_MATCH_LEN);
+            for offset in [last, last / 2] {
+                match pre.offsets.iter_mut().find(|(o, _)| *o == offset) {
+                    Some((_, rules)) => *rules |= bit,
+                    None => pre.offsets.push((offset, bit)),
+                }
+            }
             let max_len = shape.max_len.unwrap_or(usize::MAX).min(MAX_MATCH_LEN);
             let exact_end = (0..=255u8).all(|b| !shape.alphabet.contains(b) || after.contains(b));
             let need = if exact_end {
@@ -185,15 +208,15 @@ impl Prepass {
             let need = need.min(MAX_MATCH_LEN + 1);
             pre.alphabet_need[alphabet] = pre.alphabet_need[alphabet].max(need);
             pre.rules.push(index);
+            pre.probes.push(probe);
             pre.fast.push(FastRule {
-                probe,
                 alphabet,
                 min_len: shape.min_len,
                 max_len,
-                window: shape
-                    .max_len
-                    .filter(|m| *m <= MAX_MATCH_LEN)
-                    .unwrap_or(MAX_MATCH_LEN + 1),
+                // The probe must see the whole of the longest match: cut
+                // short, it could settle for a shorter one that counts
+                // where the real match is too long to count.
+                window: shape.max_len.unwrap_or(usize::MAX),
                 exact_end,
                 required,
             });
@@ -231,8 +254,8 @@ impl Prepass {
     }
 
     /// Calls `on(p, mask)` for each position `p` in `from..to` where the
-    /// rules in `mask` may start a match. `key_allows(p)` gives the rules
-    /// the key before `p` allows; it is asked only about positions that
+    /// rules in `mask` may start a match. `key_allows(p, m)` gives the
+    /// rules of `m` the key before `p` allows; it is asked only about positions that
     /// pass the cheaper checks. `buf[0]` is the message's first byte when
     /// `from` is 0; otherwise `buf[from - 3..from]` is there.
     pub fn candidates(
@@ -240,7 +263,7 @@ impl Prepass {
         buf: &[u8],
         from: usize,
         to: usize,
-        key_allows: impl Fn(usize) -> u64,
+        key_allows: impl Fn(usize, u64) -> u64,
         mut on: impl FnMut(usize, u64),
     ) {
         let mut checks = Checks {
@@ -282,7 +305,7 @@ impl Prepass {
         }
     }
 
-    fn check<K: Fn(usize) -> u64>(
+    fn check<K: Fn(usize, u64) -> u64>(
         &self,
         buf: &[u8],
         p: usize,
@@ -290,25 +313,19 @@ impl Prepass {
         checks: &mut Checks<K>,
         on: &mut impl FnMut(usize, u64),
     ) {
-        // The byte where the shortest match would end must be in the
-        // alphabet: in hex and base64 text this turns away most digit runs.
-        let mut rest = m;
-        while rest != 0 {
-            let bit = rest.trailing_zeros() as usize;
-            rest &= rest - 1;
-            let f = &self.fast[bit];
-            let last = buf
-                .get(p + f.min_len - 1)
-                .map(|b| self.class[usize::from(*b)]);
-            if last.is_none_or(|c| c >> f.alphabet & 1 == 0) {
-                m &= !(1 << bit);
+        for &(offset, rules) in &self.offsets {
+            if m & rules != 0 {
+                let fits = buf
+                    .get(p + offset)
+                    .map_or(0, |b| self.in_alphabet[usize::from(*b)]);
+                m &= fits | !rules;
             }
         }
         if m & self.needs_required != 0 {
             m &= !self.required_too_far(buf, p, m & self.needs_required, &mut checks.ahead);
         }
         if m != 0 {
-            m &= (checks.key_allows)(p);
+            m = (checks.key_allows)(p, m);
         }
         if m == 0 {
             return;
@@ -402,9 +419,8 @@ impl Prepass {
     /// The end of rule `bit`'s match anchored at `p`, if it has one that
     /// counts (not empty, at most `MAX_MATCH_LEN` bytes).
     pub fn probe(&self, bit: usize, buf: &[u8], p: usize) -> Option<usize> {
-        let f = &self.fast[bit];
-        let end = p.saturating_add(f.window).min(buf.len());
-        let m = f.probe.find(&buf[p..end])?;
+        let end = p.saturating_add(self.fast[bit].window).min(buf.len());
+        let m = self.probes[bit].find(&buf[p..end])?;
         (!m.is_empty() && m.len() <= MAX_MATCH_LEN).then_some(p + m.end())
     }
 }

@@ -361,3 +361,38 @@ fn byte_classes_cover_the_bytes_they_name() {
     assert!(!not_digits.contains(b'5'));
     assert!(byte_class("[0-9").is_err());
 }
+
+/// What the alias and deny-token tries replace: every token suffix looked
+/// up in the hash maps, longest first.
+fn kind_by_maps(rules: &RuleSet, key: &str) -> Option<usize> {
+    if key.len() > 256 {
+        return None;
+    }
+    key_suffixes(key).find_map(|(suffix, whole)| {
+        let exact = whole.then(|| rules.exact_aliases.get(&suffix)).flatten();
+        exact.or_else(|| rules.suffix_aliases.get(&suffix)).copied()
+    })
+}
+
+fn deny_by_maps(rules: &RuleSet, key: &str) -> bool {
+    let tokens = key_tokens(key);
+    tokens.iter().any(|t| rules.deny_context.contains(t))
+        || rules.deny_context.contains(&tokens.concat())
+}
+
+proptest::proptest! {
+    #[test]
+    fn tries_agree_with_the_alias_maps(
+        parts in proptest::collection::vec(proptest::sample::select(vec![
+            "imei", "IMEI", "Imei", "mac", "Mac", "address", "Address", "wifi", "ap", "sn", "ime",
+            "id", "Id", "android", "order", "ts", "time", "trace", "x", "2", "1", "_", "-", ".",
+            " ", "[", "]", "sha256", "md5", "phone", "Number", "lat", "lng", "e",
+        ]), 0..40),
+    ) {
+        static RULES: std::sync::LazyLock<RuleSet> = std::sync::LazyLock::new(RuleSet::embedded);
+        let rules = &*RULES;
+        let key = parts.concat();
+        proptest::prop_assert_eq!(rules.kind_index_for_key(&key), kind_by_maps(rules, &key));
+        proptest::prop_assert_eq!(rules.is_deny_context(&key), deny_by_maps(rules, &key));
+    }
+}

@@ -348,7 +348,7 @@ fn is_delimiter(b: u8) -> bool {
 }
 
 /// The bytes of a base64 run (standard and URL-safe alphabets, padding).
-static BASE64: [bool; 256] = {
+pub(super) static BASE64: [bool; 256] = {
     let mut table = [false; 256];
     let mut b = 0;
     while b < 256 {
@@ -376,6 +376,18 @@ fn decode_nested(token: &[u8], limit: u64) -> Option<(Vec<&'static str>, Vec<u8>
         return None;
     }
     let url_safe = trimmed.iter().any(|b| matches!(b, b'-' | b'_'));
+    if surely_binary(trimmed, url_safe) {
+        return None;
+    }
+    decode_payload(trimmed, url_safe, limit)
+}
+
+/// Decodes base64 text (without padding) and what it holds.
+pub(super) fn decode_payload(
+    trimmed: &[u8],
+    url_safe: bool,
+    limit: u64,
+) -> Option<(Vec<&'static str>, Vec<u8>)> {
     let engine = if url_safe {
         &base64::engine::general_purpose::URL_SAFE_NO_PAD
     } else {
@@ -404,6 +416,59 @@ fn decode_nested(token: &[u8], limit: u64) -> Option<(Vec<&'static str>, Vec<u8>
         containers.push(kind);
     }
     Some((containers, payload))
+}
+
+/// True when what `b64` decodes to is certainly not worth scanning (not
+/// gzip or zlib, and not [`mostly_text`]), judged from its first 24 bytes:
+/// hex digests and ids are base64-shaped, and decoding them whole only to
+/// throw the bytes away is most of what looking into base64 costs.
+pub(super) fn surely_binary(b64: &[u8], url_safe: bool) -> bool {
+    let total = b64.len() * 3 / 4;
+    let mut prefix = [0u8; 24];
+    for (quad, out) in b64.chunks_exact(4).zip(prefix.chunks_exact_mut(3)) {
+        let mut word = 0u32;
+        for &c in quad {
+            let Some(v) = base64_value(c, url_safe) else {
+                // Not valid here: the full decode fails on its own.
+                return false;
+            };
+            word = word << 6 | u32::from(v);
+        }
+        out.copy_from_slice(&word.to_be_bytes()[1..]);
+    }
+    let prefix = &prefix[..(b64.len() / 4 * 3).min(24)];
+    if matches!(prefix, [0x1f, 0x8b, ..] | [0x78, ..]) {
+        return false;
+    }
+    // `mostly_text` accepts valid UTF-8 without control characters, or at
+    // least 90% printable bytes; the prefix can rule out both.
+    let control = |s: &str| s.chars().any(|c| c.is_control() && !c.is_whitespace());
+    let not_utf8_text = match std::str::from_utf8(prefix) {
+        Ok(s) => control(s),
+        Err(e) => {
+            let valid = std::str::from_utf8(&prefix[..e.valid_up_to()]).unwrap_or_default();
+            e.error_len().is_some() || control(valid)
+        }
+    };
+    let unprintable = prefix
+        .iter()
+        .filter(|b| !(b.is_ascii_graphic() || b.is_ascii_whitespace()))
+        .count();
+    not_utf8_text && unprintable * 10 > total
+}
+
+/// The value of base64 character `c` in the standard or URL-safe alphabet.
+fn base64_value(c: u8, url_safe: bool) -> Option<u8> {
+    match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' if !url_safe => Some(62),
+        b'/' if !url_safe => Some(63),
+        b'-' if url_safe => Some(62),
+        b'_' if url_safe => Some(63),
+        _ => None,
+    }
 }
 
 /// True when at least 90% of the bytes are printable ASCII or whitespace,

@@ -183,3 +183,35 @@ fn only_escaped_regions_are_decoded_again() {
     let hits = scan.finish();
     assert!(hits.iter().any(|h| h.identifier == "imei"), "{hits:?}");
 }
+
+proptest! {
+    /// The quick look at a base64 run's first bytes only turns away runs
+    /// that decoding them whole would turn away too.
+    #[test]
+    fn surely_binary_runs_decode_to_nothing_worth_scanning(
+        payload in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 18..200),
+            "[0-9a-f]{24,96}".prop_map(String::into_bytes),
+            "[ -~]{18,120}".prop_map(String::into_bytes),
+            "[ -~é€\u{7f}]{10,60}".prop_map(String::into_bytes),
+        ],
+        as_text in any::<bool>(),
+        url_safe in any::<bool>(),
+    ) {
+        use base64::Engine as _;
+        let engine = if url_safe {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+        } else {
+            base64::engine::general_purpose::STANDARD_NO_PAD
+        };
+        // Either the bytes themselves read as base64 (hex ids), or their
+        // encoding.
+        let b64 = if as_text { payload } else { engine.encode(&payload).into_bytes() };
+        if b64.iter().all(|b| nested::BASE64[usize::from(*b)] && *b != b'=') && b64.len() >= 24 {
+            let safe = b64.iter().any(|b| matches!(b, b'-' | b'_'));
+            if nested::surely_binary(&b64, safe) {
+                prop_assert!(nested::decode_payload(&b64, safe, 1 << 20).is_none());
+            }
+        }
+    }
+}
