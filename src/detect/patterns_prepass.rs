@@ -8,10 +8,12 @@
 //! `boundary_before` does not refuse the byte before (decoded when it ends
 //! a `%XX` escape, as [`super::blocked_before`] does). A digit run is then a
 //! candidate for the digit rules at its first byte only, a word for the
-//! word rules at its start only, and so on. Surviving bits go through a
-//! cheap check of the byte where the shortest match would end, then, per
-//! rule, the length of its alphabet run, its required byte and finally the
-//! regex itself, anchored at the candidate.
+//! word rules at its start only, and so on. Surviving bits go through
+//! table lookups of the next [`EARLY`] bytes (each must be in the rule's
+//! alphabet while its shortest match goes on), then the rule's required
+//! byte (looked for once per stretch of text, not per candidate), the
+//! length of its alphabet run, the key before the candidate (the dearest
+//! check, so the last) and finally the regex itself, anchored there.
 
 use regex::bytes::Regex as BytesRegex;
 
@@ -44,16 +46,12 @@ pub(super) struct Prepass {
     fast: Vec<FastRule>,
     /// Per rule: `\A(?:pattern)`, its regex anchored at the candidate.
     probes: Vec<BytesRegex>,
-    /// Per byte: the rules whose alphabet holds it.
-    in_alphabet: Box<[u64; 256]>,
-    /// The rules whose match must have a byte of their alphabet at this
-    /// offset (the end and the middle of their shortest match), by offset.
-    offsets: Vec<(usize, u64)>,
     start: Box<[u64; 256]>,
     not_before: Box<[u64; 256]>,
-    /// Rules that may have this byte second (their alphabet, for rules
-    /// whose shortest match is two bytes or more; every byte otherwise).
-    second: Box<[u64; 256]>,
+    /// `early[k - 1]`: the rules that may have this byte at offset `k`
+    /// (their alphabet, for rules whose shortest match is longer than `k`
+    /// bytes; every byte otherwise).
+    early: [Box<[u64; 256]>; EARLY],
     /// Rules with a required set.
     needs_required: u64,
     /// Distinct alphabets (bits 0..32 of `class`) and required sets (bits
@@ -127,11 +125,9 @@ impl Prepass {
             rules: Vec::new(),
             fast: Vec::new(),
             probes: Vec::new(),
-            in_alphabet: Box::new([0; 256]),
-            offsets: Vec::new(),
             start: Box::new([0; 256]),
             not_before: Box::new([0; 256]),
-            second: Box::new([0; 256]),
+            early: std::array::from_fn(|_| Box::new([0; 256])),
             needs_required: 0,
             alphabets: Vec::new(),
             required: Vec::new(),
@@ -173,28 +169,15 @@ impl Prepass {
                     pre.not_before[usize::from(b)] |= bit;
                 }
             }
-            for b in 0..=255u8 {
-                if shape.min_len < 2 || shape.alphabet.contains(b) {
-                    pre.second[usize::from(b)] |= bit;
+            for (k, table) in (1..).zip(pre.early.iter_mut()) {
+                for b in 0..=255u8 {
+                    if shape.min_len <= k || shape.alphabet.contains(b) {
+                        table[usize::from(b)] |= bit;
+                    }
                 }
             }
             if required.is_some() {
                 pre.needs_required |= bit;
-            }
-            for b in 0..=255u8 {
-                if shape.alphabet.contains(b) {
-                    pre.in_alphabet[usize::from(b)] |= bit;
-                }
-            }
-            // The bytes where the shortest match ends and at its middle must
-            // be in the alphabet: in hex and base64 text this turns away
-            // most digit runs before any per-rule work.
-            let last = shape.min_len.saturating_sub(1).min(MAX_MATCH_LEN);
-            for offset in [last, last / 2] {
-                match pre.offsets.iter_mut().find(|(o, _)| *o == offset) {
-                    Some((_, rules)) => *rules |= bit,
-                    None => pre.offsets.push((offset, bit)),
-                }
             }
             let max_len = shape.max_len.unwrap_or(usize::MAX).min(MAX_MATCH_LEN);
             let exact_end = (0..=255u8).all(|b| !shape.alphabet.contains(b) || after.contains(b));
@@ -276,15 +259,20 @@ impl Prepass {
         };
         let to = to.min(buf.len());
         let (start, not_before) = (&*self.start, &*self.not_before);
-        // The byte after `p`; past the end of the data, every rule passes
-        // here and the length checks decide.
-        let second = |p: usize| {
-            buf.get(p + 1)
-                .map_or(u64::MAX, |b| self.second[usize::from(*b)])
+        // The bytes right after `p`; past the end of the data, every rule
+        // passes here and the length checks decide.
+        let early = |p: usize, mut m: u64| {
+            for (table, b) in self.early.iter().zip(buf.iter().skip(p + 1)) {
+                m &= table[usize::from(*b)];
+                if m == 0 {
+                    break;
+                }
+            }
+            m
         };
         let mut p = from;
         if p == 0 && p < to {
-            let m = start[usize::from(buf[0])] & second(0);
+            let m = early(0, start[usize::from(buf[0])]);
             self.check(buf, 0, m, &mut checks, &mut on);
             p = 1;
         }
@@ -296,7 +284,7 @@ impl Prepass {
                 }
             }
             if m != 0 {
-                m &= second(p);
+                m = early(p, m);
                 if m != 0 {
                     self.check(buf, p, m, &mut checks, &mut on);
                 }
@@ -305,6 +293,8 @@ impl Prepass {
         }
     }
 
+    /// The checks after the table lookups, cheapest first; calls `on`
+    /// with the rules that pass them all.
     fn check<K: Fn(usize, u64) -> u64>(
         &self,
         buf: &[u8],
@@ -313,22 +303,11 @@ impl Prepass {
         checks: &mut Checks<K>,
         on: &mut impl FnMut(usize, u64),
     ) {
-        for &(offset, rules) in &self.offsets {
-            if m & rules != 0 {
-                let fits = buf
-                    .get(p + offset)
-                    .map_or(0, |b| self.in_alphabet[usize::from(*b)]);
-                m &= fits | !rules;
-            }
-        }
         if m & self.needs_required != 0 {
             m &= !self.required_too_far(buf, p, m & self.needs_required, &mut checks.ahead);
-        }
-        if m != 0 {
-            m = (checks.key_allows)(p, m);
-        }
-        if m == 0 {
-            return;
+            if m == 0 {
+                return;
+            }
         }
         let runs = self.runs(buf, p, m);
         let mut ok = 0u64;
@@ -347,6 +326,10 @@ impl Prepass {
             if fits {
                 ok |= 1 << bit;
             }
+        }
+        // The key before `p` costs more than the walk: asked last.
+        if ok != 0 {
+            ok = (checks.key_allows)(p, ok);
         }
         if ok != 0 {
             on(p, ok);
@@ -424,6 +407,9 @@ impl Prepass {
         (!m.is_empty() && m.len() <= MAX_MATCH_LEN).then_some(p + m.end())
     }
 }
+
+/// Bytes after a candidate looked up in tables before any walk.
+const EARLY: usize = 3;
 
 /// Run lengths and offsets are followed at most `MAX_MATCH_LEN + 1` bytes,
 /// so they fit a byte; `u8::MAX` stands for "not seen".
