@@ -10,7 +10,9 @@
 //! - `patterns`, `keys`: one detector alone;
 //! - `pipeline`: `MessageScan` (all three detectors plus nested base64 and
 //!   percent decoding), the corpus as one message, and the corpus cut into
-//!   its records as separate messages (per-message costs included).
+//!   its records as separate messages (per-message costs included); and
+//!   `binary_body`: 4 MiB of noise read as a body, which only the
+//!   known-value search reads.
 //!
 //! Every group feeds 16 KiB chunks, as the proxy does.
 //!
@@ -445,6 +447,23 @@ fn bench(c: &mut Criterion<CpuTime>) {
                 .iter()
                 .map(|r| pipeline(&d, black_box(r)))
                 .sum::<usize>()
+        })
+    });
+    group.finish();
+
+    // A binary body (an encrypted upload, a download): read as a body, so
+    // only the known-value search runs over it.
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let noise: Vec<u8> = (0..CORPUS_LEN).map(|_| rng.next() as u8).collect();
+    let mut group = c.benchmark_group("pipeline");
+    group.throughput(Throughput::Bytes(noise.len() as u64));
+    group.bench_function("binary_body", |b| {
+        b.iter(|| {
+            let mut scan = MessageScan::body(&d, Vec::new());
+            for piece in black_box(&noise).chunks(CHUNK) {
+                scan.feed(piece);
+            }
+            scan.finish().len()
         })
     });
     group.finish();

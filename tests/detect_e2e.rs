@@ -297,3 +297,48 @@ async fn clean_traffic_gives_no_findings() {
         );
     }
 }
+
+/// An SDK's encrypted upload (`application/octet-stream`, noise) through the
+/// proxy: read by the profile search only. The device's IMEI inside it is
+/// reported; a stranger's e-mail address (which the pattern would report
+/// in text) and digit runs in the noise give nothing. The origin echoes the
+/// body back, so the response is checked the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_bodies_give_profile_findings_only() {
+    let mut app = App::start().await;
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut body: Vec<u8> = (0..256 * 1024)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect();
+    for (at, what) in [
+        (100_000, &b"imei=490154203237518&"[..]),
+        (200_000, b"to=zhang.wei@mail.qq.com&"),
+    ] {
+        body.splice(at..at + what.len(), what.iter().copied());
+    }
+    let findings = app
+        .send(
+            app.client
+                .post("http://t.appsflyer.com/echo")
+                .header("content-type", "application/octet-stream")
+                .body(body),
+        )
+        .await;
+    let got: Vec<_> = findings
+        .iter()
+        .map(|f| (f.identifier.as_str(), f.place.as_str(), f.detector))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("imei", "body", DetectorKind::Profile),
+            ("imei", "response-body", DetectorKind::Profile),
+        ],
+        "{findings:#?}"
+    );
+}

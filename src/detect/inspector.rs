@@ -360,7 +360,7 @@ impl FlowTap for PrivacyTap {
             {
                 chain.extend(sniff_container(decoded).map(str::to_owned));
             }
-            *self.scan_for(direction) = Some(MessageScan::new(detectors, chain));
+            *self.scan_for(direction) = Some(MessageScan::body(detectors, chain));
         }
         if let Some(scan) = self.scan_for(direction) {
             scan.feed(decoded);

@@ -113,6 +113,42 @@ pub struct MessageScan<'d> {
     base64: Base64Runs,
     percent: PercentRegions<'d>,
     best: HashMap<String, Hit>,
+    reading: Reading,
+}
+
+/// Which detectors read the message.
+enum Reading {
+    /// All of them, and nested decoding.
+    Text,
+    /// Only the known-value search: the message is binary (compressed,
+    /// encrypted or random bytes), where the profile's exact byte forms
+    /// can still sit but patterns, keys and nested text find only noise.
+    Binary,
+    /// A body's first bytes, held until [`SNIFF_LEN`] of them (or the end)
+    /// decide, so the decision does not depend on how it is chunked.
+    Undecided(Vec<u8>),
+}
+
+/// Bytes at the start of a body that decide whether it is binary.
+pub const SNIFF_LEN: usize = 512;
+
+/// True when `start` (a body's first bytes) is binary: more than 30% of
+/// it is control bytes other than whitespace, or not UTF-8. Protobuf
+/// with string fields stays text (its tags and lengths are ~10%); random,
+/// compressed and encrypted bytes are ~60% or more.
+pub fn is_binary(start: &[u8]) -> bool {
+    let odd: usize = start
+        .utf8_chunks()
+        .map(|c| {
+            let control = c
+                .valid()
+                .chars()
+                .filter(|ch| ch.is_control() && !ch.is_whitespace())
+                .count();
+            control + c.invalid().len()
+        })
+        .sum();
+    odd * 10 > start.len() * 3
 }
 
 impl<'d> MessageScan<'d> {
@@ -135,7 +171,17 @@ impl<'d> MessageScan<'d> {
             base64: Base64Runs::default(),
             percent: PercentRegions::default(),
             best: HashMap::new(),
+            reading: Reading::Text,
         }
+    }
+
+    /// Starts the scan of a body: its first [`SNIFF_LEN`] bytes decide
+    /// whether every detector reads it or, when it [`is_binary`], only the
+    /// known-value search.
+    pub fn body(detectors: &'d Detectors, chain: Vec<String>) -> MessageScan<'d> {
+        let mut scan = MessageScan::new(detectors, chain);
+        scan.reading = Reading::Undecided(Vec::new());
+        scan
     }
 
     /// Scans one message given whole.
@@ -147,36 +193,66 @@ impl<'d> MessageScan<'d> {
 
     /// Feeds the next chunk of the message.
     pub fn feed(&mut self, chunk: &[u8]) {
+        if let Reading::Undecided(start) = &mut self.reading {
+            let take = chunk.len().min(SNIFF_LEN - start.len());
+            start.extend_from_slice(&chunk[..take]);
+            if start.len() < SNIFF_LEN {
+                return;
+            }
+            self.decide();
+            self.feed(&chunk[take..]);
+            return;
+        }
         if chunk.is_empty() {
             return;
         }
+        let text = matches!(self.reading, Reading::Text);
         let mut raws = Vec::new();
         self.known.feed(chunk, &mut |m| raws.push(known_raw(m)));
-        self.patterns
-            .feed(chunk, &mut |m| raws.push(pattern_raw(m)));
-        self.keys.feed(chunk, &mut |m| raws.push(key_raw(m)));
+        if text {
+            self.patterns
+                .feed(chunk, &mut |m| raws.push(pattern_raw(m)));
+            self.keys.feed(chunk, &mut |m| raws.push(key_raw(m)));
+        }
         for raw in raws {
             let evidence = self.excerpt(chunk, &raw);
             self.offer(raw, evidence);
         }
-        if self.depth < self.detectors.limits.decode_depth {
+        if text && self.depth < self.detectors.limits.decode_depth {
             self.nested_base64(chunk, false);
             self.nested_percent(chunk, false);
         }
         self.remember_tail(chunk);
     }
 
+    /// Settles how an undecided body is read and feeds what was held.
+    fn decide(&mut self) {
+        if let Reading::Undecided(start) = &mut self.reading {
+            let start = std::mem::take(start);
+            self.reading = if is_binary(&start) {
+                Reading::Binary
+            } else {
+                Reading::Text
+            };
+            self.feed(&start);
+        }
+    }
+
     /// Ends the message and returns the best hit per identifier.
     pub fn finish(mut self) -> Vec<Hit> {
+        self.decide();
+        let text = matches!(self.reading, Reading::Text);
         let mut raws = Vec::new();
         self.known.finish(&mut |m| raws.push(known_raw(m)));
-        self.patterns.finish(&mut |m| raws.push(pattern_raw(m)));
-        self.keys.finish(&mut |m| raws.push(key_raw(m)));
+        if text {
+            self.patterns.finish(&mut |m| raws.push(pattern_raw(m)));
+            self.keys.finish(&mut |m| raws.push(key_raw(m)));
+        }
         for raw in raws {
             let evidence = self.excerpt(&[], &raw);
             self.offer(raw, evidence);
         }
-        if self.depth < self.detectors.limits.decode_depth {
+        if text && self.depth < self.detectors.limits.decode_depth {
             self.nested_base64(&[], true);
             self.finish_percent();
         }

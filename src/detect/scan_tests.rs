@@ -215,3 +215,85 @@ proptest! {
         }
     }
 }
+
+/// Deterministic noise: what compressed or encrypted bodies look like.
+fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect()
+}
+
+fn scan_body(chunks: &[&[u8]]) -> Vec<Hit> {
+    let mut scan = MessageScan::body(&DETECTORS, Vec::new());
+    for c in chunks {
+        scan.feed(c);
+    }
+    scan.finish()
+}
+
+#[test]
+fn binary_tells_noise_from_text_and_protobuf() {
+    assert!(is_binary(&noise(SNIFF_LEN, 7)));
+    assert!(!is_binary(br#"{"imei":"490154203237518","n":[1,2,3]}"#));
+    assert!(!is_binary("用户 手机号 13800138000\r\n\tok".as_bytes()));
+    // Protobuf with string fields: a tag and a length byte per field.
+    let mut proto = Vec::new();
+    for field in ["com.tencent.mm", "zhang.san@qq.com", "Xiaomi Redmi Note 12"] {
+        proto.extend_from_slice(&[0x0a, field.len() as u8]);
+        proto.extend_from_slice(field.as_bytes());
+    }
+    assert!(!is_binary(&proto));
+    assert!(!is_binary(b""));
+}
+
+/// In a binary body only the known-value search reads: the profile's IMEI
+/// planted in noise is found, while an e-mail address that is not the
+/// profile's (found by its pattern in text) is not.
+#[test]
+fn binary_bodies_are_read_by_the_known_value_search_only() {
+    let (profile_imei, other_email) = (b"imei=490154203237518&", b"to=zhang.wei@mail.qq.com&");
+    let plant = |body: &mut Vec<u8>, at: usize, what: &[u8]| {
+        body.splice(at..at + what.len(), what.iter().copied());
+    };
+    let mut body = noise(256 * 1024, 0x9e37_79b9_7f4a_7c15);
+    plant(&mut body, 100_000, profile_imei);
+    plant(&mut body, 200_000, other_email);
+    let hits = scan_body(&[&body]);
+    assert_eq!(
+        identifiers(&hits),
+        BTreeSet::from(["imei".to_owned()]),
+        "{hits:?}"
+    );
+    assert_eq!(hits[0].detector, DetectorKind::Profile);
+
+    // The same bytes after a text start: every detector reads them.
+    let mut text = b"hello ".repeat(SNIFF_LEN);
+    text.extend_from_slice(&body);
+    let hits = scan_body(&[&text]);
+    assert!(identifiers(&hits).contains("email"), "{hits:?}");
+}
+
+proptest! {
+    /// The text-or-binary decision, and so what is found, does not depend
+    /// on how the body is chunked, including bodies shorter than the
+    /// sniffed start.
+    #[test]
+    fn body_findings_do_not_depend_on_chunking(
+        text in traffic(),
+        binary in any::<bool>(),
+        len in 0usize..2000,
+        points in proptest::collection::vec(0usize..4000, 0..6),
+    ) {
+        let mut msg = if binary { noise(len, 3) } else { Vec::new() };
+        msg.extend_from_slice(text.as_bytes());
+        let want = found(&scan_body(&[&msg]));
+        prop_assert_eq!(found(&scan_body(&cut(&msg, points))), want.clone());
+        let bytes: Vec<&[u8]> = msg.chunks(1).collect();
+        prop_assert_eq!(found(&scan_body(&bytes)), want);
+    }
+}
