@@ -145,6 +145,23 @@ fn curl_through_the_proxy_with_its_ca() {
     assert_eq!(url_of(http), http_url, "{http}");
     assert!(http.get("tls").is_none_or(|t| t.is_null()), "{http}");
     assert_eq!(http["request"]["http_version"], "HTTP/1.1", "{http}");
+
+    // Body bytes are in the HAR only; flows.jsonl keeps their sizes.
+    let body = &http["response"]["body"];
+    assert_eq!(body["decoded_size"], "hello from origin".len(), "{http}");
+    assert!(body.get("captured").is_none(), "{http}");
+    assert!(!jsonl.contains("hello from origin"), "{jsonl}");
+    let texts: Vec<_> = har["log"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["content"]["text"].as_str())
+        .collect();
+    assert_eq!(
+        texts,
+        [Some("hello from origin"); 2],
+        "the HAR keeps the bodies"
+    );
 }
 
 /// The `SHA-256 fingerprint:` value `ca init` / `ca show` print.

@@ -70,14 +70,23 @@ pub struct Hit {
 }
 
 impl Hit {
-    fn rank(&self) -> (DetectorKind, Confidence, u8, std::cmp::Reverse<usize>) {
-        (
+    fn rank(&self) -> Rank {
+        rank(
             self.detector,
             self.confidence,
             self.strength,
-            std::cmp::Reverse(self.chain.len()),
+            self.chain.len(),
         )
     }
+}
+
+/// How hits of one identifier compare: profile beats pattern beats key,
+/// then higher confidence, then the more direct encoding, then the shorter
+/// container chain.
+type Rank = (DetectorKind, Confidence, u8, std::cmp::Reverse<usize>);
+
+fn rank(detector: DetectorKind, confidence: Confidence, strength: u8, chain: usize) -> Rank {
+    (detector, confidence, strength, std::cmp::Reverse(chain))
 }
 
 /// Bytes of context kept for evidence on each side of a match.
@@ -215,8 +224,7 @@ impl<'d> MessageScan<'d> {
             self.keys.feed(chunk, &mut |m| raws.push(key_raw(m)));
         }
         for raw in raws {
-            let evidence = self.excerpt(chunk, &raw);
-            self.offer(raw, evidence);
+            self.offer(raw, chunk);
         }
         if text && self.depth < self.detectors.limits.decode_depth {
             self.nested_base64(chunk, false);
@@ -249,8 +257,7 @@ impl<'d> MessageScan<'d> {
             self.keys.finish(&mut |m| raws.push(key_raw(m)));
         }
         for raw in raws {
-            let evidence = self.excerpt(&[], &raw);
-            self.offer(raw, evidence);
+            self.offer(raw, &[]);
         }
         if text && self.depth < self.detectors.limits.decode_depth {
             self.nested_base64(&[], true);
@@ -261,7 +268,19 @@ impl<'d> MessageScan<'d> {
         hits
     }
 
-    fn offer(&mut self, raw: Raw, evidence: String) {
+    /// Keeps `raw` if it beats the best hit of its identifier so far. The
+    /// evidence is cut only then: a value sent in many encodings matches
+    /// many times, and formatting each excerpt was a visible cost.
+    fn offer(&mut self, raw: Raw, chunk: &[u8]) {
+        let rank = rank(raw.detector, raw.confidence, raw.strength, self.chain.len());
+        if self
+            .best
+            .get(&raw.identifier)
+            .is_some_and(|old| old.rank() >= rank)
+        {
+            return;
+        }
+        let evidence = self.excerpt(chunk, &raw);
         let hit = Hit {
             identifier: raw.identifier,
             encoding: raw.encoding,

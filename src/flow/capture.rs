@@ -42,8 +42,13 @@ pub struct BodyRecord {
     /// stops growing at the decode limit).
     pub decoded_size: u64,
     /// The first `body_limit` decoded bytes: raw bytes for an unknown coding,
-    /// and what was decoded before the failure for a corrupt one.
-    #[serde(with = "bytes_as_text_or_base64")]
+    /// and what was decoded before the failure for a corrupt one. Left out
+    /// of the JSON when empty (and so in `flows.jsonl`, which leaves bodies
+    /// to the HAR).
+    #[serde(
+        with = "bytes_as_text_or_base64",
+        skip_serializing_if = "Bytes::is_empty"
+    )]
     pub captured: Bytes,
     /// True when `captured` holds less than the whole decoded body.
     pub truncated: bool,

@@ -16,8 +16,8 @@ use std::fmt;
 use std::io::{self, BufRead};
 use time::OffsetDateTime;
 
-/// Longest line parsed. A flow line holds captured bodies (1 MiB each by
-/// default, more with a raised `--body-limit`), so this is generous; it
+/// Longest line parsed. A flow line holds the captured WebSocket messages
+/// of its flow (bounded per flow), so this is generous; it
 /// exists so that a corrupted file without newlines cannot make the report
 /// hold the whole file in memory.
 pub const MAX_LINE: usize = 256 * 1024 * 1024;

@@ -1,4 +1,8 @@
-//! `flows.jsonl`: every completed flow record, one JSON object per line.
+//! `flows.jsonl`: every completed flow record, one JSON object per line,
+//! without the captured body bytes: the HAR holds those, and writing each
+//! body twice (as escaped text or base64) was most of what a 1 MiB download
+//! cost the proxy. Sizes, codings and truncation stay, so the record still
+//! says what was sent.
 //!
 //! Lines are written in batches and whenever the event queue runs dry, so a
 //! crash loses at most the flows of the last moment. Appending never
@@ -6,7 +10,9 @@
 //! [`LineLog`]), it does not lose them.
 
 use super::line_log::{Durability, LineLog};
+use crate::flow::Flow;
 use crate::session::{SessionEvent, Sink};
+use bytes::Bytes;
 use std::fs::OpenOptions;
 use std::io;
 use std::path::Path;
@@ -33,7 +39,7 @@ impl Sink for FlowLog {
     fn handle(&mut self, event: &SessionEvent) -> io::Result<()> {
         match event {
             SessionEvent::FlowDone(flow) => {
-                let mut line = serde_json::to_vec(flow.as_ref())?;
+                let mut line = serde_json::to_vec(&without_bodies(flow))?;
                 line.push(b'\n');
                 self.log.push(line)
             }
@@ -44,4 +50,16 @@ impl Sink for FlowLog {
     fn flush(&mut self) -> io::Result<()> {
         self.log.flush()
     }
+}
+
+/// The record with both captured bodies left out (see the module docs).
+fn without_bodies(flow: &Flow) -> Flow {
+    let mut flow = flow.clone();
+    if let Some(req) = &mut flow.request {
+        req.body.captured = Bytes::new();
+    }
+    if let Some(res) = &mut flow.response {
+        res.body.captured = Bytes::new();
+    }
+    flow
 }
