@@ -26,9 +26,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the benchmark origin (HTTP and HTTPS, bodies from memory).
     Origin(origin::OriginArgs),
+    /// Send one workload, direct or through a proxy, and print its figures
+    /// as one JSON line.
     Load(load::LoadArgs),
+    /// Time first-contact TLS handshakes to many host names through a proxy.
     Handshakes(load::HandshakeArgs),
+    /// Print the byte forms of a profile's values, for the mitmproxy addon.
     Forms {
         /// Device profile (TOML).
         #[arg(long)]
