@@ -2,44 +2,11 @@
 //! non-allocating form for the hot path (every candidate key in traffic is
 //! looked up, and almost none name an identifier).
 
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
-
 /// Alias and key-token tables: looked up for every candidate key in
-/// traffic, so hashed with a fast multiplicative hash rather than SipHash.
-/// Their contents come from the rule files; traffic only looks them up,
-/// so it cannot grow a bucket.
-pub(crate) type KeyMap<V> = HashMap<String, V, BuildHasherDefault<KeyHasher>>;
-pub(crate) type KeySet = HashSet<String, BuildHasherDefault<KeyHasher>>;
-
-/// The hash of [`KeyMap`] and [`KeySet`] (FxHash: rotate, xor, multiply,
-/// eight bytes at a time).
-#[derive(Default, Clone, Copy)]
-pub(crate) struct KeyHasher(u64);
-
-impl KeyHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u8(&mut self, b: u8) {
-        self.add(u64::from(b));
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
+/// traffic, so hashed with foldhash rather than SipHash. Their contents
+/// come from the rule files; traffic only looks them up.
+pub(crate) type KeyMap<V> = foldhash::HashMap<String, V>;
+pub(crate) type KeySet = foldhash::HashSet<String>;
 
 /// A set of normalised aliases.
 #[derive(Debug, Clone, Default)]

@@ -388,12 +388,7 @@ pub(super) fn decode_payload(
     url_safe: bool,
     limit: u64,
 ) -> Option<(Vec<&'static str>, Vec<u8>)> {
-    let engine = if url_safe {
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-    } else {
-        &base64::engine::general_purpose::STANDARD_NO_PAD
-    };
-    let raw = engine.decode(trimmed).ok()?;
+    let raw = engine(url_safe).decode(trimmed).ok()?;
     let compressed = match raw.as_slice() {
         [0x1f, 0x8b, ..] => Some((ContentCoding::Gzip, "gzip")),
         [0x78, flg, ..] if (0x7800u16 | *flg as u16) % 31 == 0 => {
@@ -424,19 +419,15 @@ pub(super) fn decode_payload(
 /// throw the bytes away is most of what looking into base64 costs.
 pub(super) fn surely_binary(b64: &[u8], url_safe: bool) -> bool {
     let total = b64.len() * 3 / 4;
-    let mut prefix = [0u8; 24];
-    for (quad, out) in b64.chunks_exact(4).zip(prefix.chunks_exact_mut(3)) {
-        let mut word = 0u32;
-        for &c in quad {
-            let Some(v) = base64_value(c, url_safe) else {
-                // Not valid here: the full decode fails on its own.
-                return false;
-            };
-            word = word << 6 | u32::from(v);
-        }
-        out.copy_from_slice(&word.to_be_bytes()[1..]);
-    }
-    let prefix = &prefix[..(b64.len() / 4 * 3).min(24)];
+    // Room beyond the 24 bytes: `decode_slice` wants its conservative
+    // estimate of the output to fit.
+    let mut prefix = [0u8; 32];
+    let quads = (b64.len() / 4).min(8);
+    let Ok(n) = engine(url_safe).decode_slice(&b64[..quads * 4], &mut prefix) else {
+        // Not valid here: the full decode fails on its own.
+        return false;
+    };
+    let prefix = &prefix[..n];
     if matches!(prefix, [0x1f, 0x8b, ..] | [0x78, ..]) {
         return false;
     }
@@ -457,17 +448,12 @@ pub(super) fn surely_binary(b64: &[u8], url_safe: bool) -> bool {
     not_utf8_text && unprintable * 10 > total
 }
 
-/// The value of base64 character `c` in the standard or URL-safe alphabet.
-fn base64_value(c: u8, url_safe: bool) -> Option<u8> {
-    match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' if !url_safe => Some(62),
-        b'/' if !url_safe => Some(63),
-        b'-' if url_safe => Some(62),
-        b'_' if url_safe => Some(63),
-        _ => None,
+/// The base64 alphabet a run uses (padding is trimmed before decoding).
+fn engine(url_safe: bool) -> &'static base64::engine::GeneralPurpose {
+    if url_safe {
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+    } else {
+        &base64::engine::general_purpose::STANDARD_NO_PAD
     }
 }
 

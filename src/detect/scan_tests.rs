@@ -297,3 +297,27 @@ proptest! {
         prop_assert_eq!(found(&scan_body(&bytes)), want);
     }
 }
+
+/// The quick look does turn runs away: a short run of noise (ids, digests)
+/// is judged binary from its prefix in both alphabets, while gzip and text
+/// are left to decode. (Longer runs can only be judged whole: the prefix
+/// bounds their share of unprintable bytes from below.)
+#[test]
+fn surely_binary_turns_noise_away_and_keeps_gzip_and_text() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let noise = noise(30, 5);
+    for (engine, safe) in [(STANDARD_NO_PAD, false), (URL_SAFE_NO_PAD, true)] {
+        let b64 = engine.encode(&noise).into_bytes();
+        assert!(nested::surely_binary(&b64, safe), "{safe}");
+    }
+    let mut gzip = vec![0x1f, 0x8b];
+    gzip.extend_from_slice(&noise);
+    let text = b"{\"imei\":\"490154203237518\",\"note\":\"hello there\"}";
+    for kept in [&gzip[..], &text[..]] {
+        assert!(!nested::surely_binary(
+            STANDARD_NO_PAD.encode(kept).as_bytes(),
+            false
+        ));
+    }
+}
