@@ -66,18 +66,18 @@ impl KeyCandidates {
     /// Positions are unsorted and may repeat.
     pub(super) fn collect(&self, buf: &[u8], from: usize, out: &mut Vec<usize>) {
         let mut c = from;
-        while c < buf.len() {
-            // Eight bytes at a time: most words of text end no key.
-            let word = buf
-                .get(c..c + 8)
-                .map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()));
-            let end = word.map_or(buf.len(), |_| c + 8);
-            if word.is_none_or(may_end_key) {
-                for at in c..end {
-                    self.candidate(buf, at, out);
-                }
+        // Eight bytes at a time: only the bytes that can end a key are
+        // looked at.
+        while let Some(word) = buf.get(c..c + 8) {
+            let mut ends = key_ends(u64::from_le_bytes(word.try_into().unwrap_or_default()));
+            while ends != 0 {
+                self.candidate(buf, c + (ends.trailing_zeros() / 8) as usize, out);
+                ends &= ends - 1;
             }
-            c = end;
+            c += 8;
+        }
+        for at in c..buf.len() {
+            self.candidate(buf, at, out);
         }
     }
 
@@ -265,13 +265,16 @@ fn line_start(buf: &[u8], c: usize, max: usize) -> Option<usize> {
     }
 }
 
-/// True if one of the eight bytes of `word` is `"`, `=`, `:` or `>`.
-fn may_end_key(word: u64) -> bool {
+/// The bytes of `word` (little-endian) that are `"`, `=`, `:` or `>`: the
+/// high bit of each such byte set, every other bit clear.
+fn key_ends(word: u64) -> u64 {
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
     const ONES: u64 = 0x0101_0101_0101_0101;
-    let has_zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & (ONES << 7) != 0;
+    // Exact per-byte zero test: no borrow runs from one byte to the next.
+    let zero_bytes = |x: u64| !(((x & LOW7) + LOW7) | x | LOW7);
     [b'"', b'=', b':', b'>']
         .iter()
-        .any(|&b| has_zero_byte(word ^ (ONES * u64::from(b))))
+        .fold(0, |m, &b| m | zero_bytes(word ^ (ONES * u64::from(b))))
 }
 
 /// The bytes a key may hold, one bit per syntax (the introducer regex's
@@ -306,4 +309,27 @@ const fn key_bytes() -> [u8; 256] {
         b += 1;
     }
     table
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The word test marks exactly the bytes that can end a key, also
+        /// next to bytes that borrow in a plain zero-byte test (0x00, 0x80,
+        /// 0xFF).
+        #[test]
+        fn key_ends_marks_exactly_the_key_ending_bytes(
+            bytes in proptest::array::uniform8(prop_oneof![
+                Just(b'"'), Just(b'='), Just(b':'), Just(b'>'), Just(0u8), Just(0x80u8),
+                Just(0xFFu8), Just(b'#'), Just(b'<'), any::<u8>(),
+            ]),
+        ) {
+            let want = bytes.iter().enumerate().fold(0u64, |m, (i, b)| {
+                if matches!(b, b'"' | b'=' | b':' | b'>') { m | 0x80 << (8 * i) } else { m }
+            });
+            prop_assert_eq!(super::key_ends(u64::from_le_bytes(bytes)), want);
+        }
+    }
 }

@@ -78,8 +78,9 @@ impl<'d> MessageScan<'d> {
         loop {
             let rest = &chunk[i..];
             match start {
-                None => match rest.iter().position(|b| BASE64[usize::from(*b)]) {
-                    Some(n) => (i, start) = (i + n, Some(i + n)),
+                // The run's bytes up to `read` are known to be base64.
+                None => match next_run(chunk, i) {
+                    Some((s, read)) => (i, start) = (read, Some(s)),
                     None => break,
                 },
                 Some(s) => match rest.iter().position(|b| !BASE64[usize::from(*b)]) {
@@ -300,6 +301,47 @@ impl Base64Runs {
         let mut token = std::mem::take(&mut self.run);
         token.extend_from_slice(last);
         Some(Cow::Owned(token))
+    }
+}
+
+/// The first base64 run in `chunk[from..]` that is at least [`MIN_TOKEN`]
+/// bytes long or reaches the chunk's end (and so may go on in the next
+/// one): its start, and how far it was read. `chunk[from - 1]`, if any,
+/// must not be a base64 byte.
+///
+/// Shorter runs are never decoded, so they are skipped without reading
+/// every byte: a long enough run starting in `from..from + MIN_TOKEN` must
+/// hold the byte at `from + MIN_TOKEN - 1`, and when that byte is not
+/// base64, no run starts there. In text of short words this reads about
+/// one byte in ten.
+pub(super) fn next_run(chunk: &[u8], mut from: usize) -> Option<(usize, usize)> {
+    let is_base64 = |b: &u8| BASE64[usize::from(*b)];
+    loop {
+        let probe = from + MIN_TOKEN - 1;
+        let Some(b) = chunk.get(probe) else {
+            // The run, if any, that ends the chunk.
+            let s = chunk[from..]
+                .iter()
+                .rposition(|b| !is_base64(b))
+                .map_or(from, |n| from + n + 1);
+            return (s < chunk.len()).then_some((s, s));
+        };
+        if !is_base64(b) {
+            from = probe + 1;
+            continue;
+        }
+        let s = chunk[from..probe]
+            .iter()
+            .rposition(|b| !is_base64(b))
+            .map_or(from, |n| from + n + 1);
+        let end = chunk[probe..]
+            .iter()
+            .position(|b| !is_base64(b))
+            .map_or(chunk.len(), |n| probe + n);
+        if end - s >= MIN_TOKEN || end == chunk.len() {
+            return Some((s, end));
+        }
+        from = end + 1;
     }
 }
 

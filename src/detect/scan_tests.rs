@@ -321,3 +321,55 @@ fn surely_binary_turns_noise_away_and_keeps_gzip_and_text() {
         ));
     }
 }
+
+/// The runs `nested_base64` decodes or carries, found by reading every
+/// byte: (start, end) of each run at least `MIN_TOKEN` long, and of the
+/// run that ends the chunk whatever its length.
+fn runs_read_bytewise(chunk: &[u8]) -> Vec<(usize, usize)> {
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < chunk.len() {
+        if !nested::BASE64[usize::from(chunk[i])] {
+            i += 1;
+            continue;
+        }
+        let end = chunk[i..]
+            .iter()
+            .position(|b| !nested::BASE64[usize::from(*b)])
+            .map_or(chunk.len(), |n| i + n);
+        if end - i >= 24 || end == chunk.len() {
+            runs.push((i, end));
+        }
+        i = end;
+    }
+    runs
+}
+
+proptest! {
+    /// Skipping ahead to the byte a long run must hold finds exactly the
+    /// runs reading every byte finds.
+    #[test]
+    fn base64_runs_skipped_to_are_the_runs_read_bytewise(
+        chunk in proptest::collection::vec(
+            prop_oneof![
+                // Separators rare enough for runs of 24 and more.
+                40 => Just(b'A'), 4 => Just(b'='), 2 => Just(b'-'),
+                1 => Just(b' '), 1 => Just(b'"'), 1 => Just(b'%'),
+            ],
+            0..200,
+        ),
+    ) {
+        let mut found = Vec::new();
+        let mut from = 0;
+        while let Some((start, read)) = nested::next_run(&chunk, from) {
+            prop_assert!((start..=read).all(|k| k == read || nested::BASE64[usize::from(chunk[k])]));
+            let end = chunk[read..]
+                .iter()
+                .position(|b| !nested::BASE64[usize::from(*b)])
+                .map_or(chunk.len(), |n| read + n);
+            found.push((start, end));
+            from = end;
+        }
+        prop_assert_eq!(found, runs_read_bytewise(&chunk));
+    }
+}
