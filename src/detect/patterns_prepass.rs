@@ -270,18 +270,31 @@ impl Prepass {
             }
             m
         };
-        let mut p = from;
-        if p == 0 && p < to {
+        let mut from = from;
+        if from == 0 && from < to {
             let m = early(0, start[usize::from(buf[0])]);
             self.check(buf, 0, m, &mut checks, &mut on);
-            p = 1;
+            from = 1;
         }
-        while p < to {
-            let mut m = start[usize::from(buf[p])] & not_before[usize::from(buf[p - 1])];
-            if p >= 3 && buf[p - 3] == b'%' {
-                if let Some(b) = escaped_before(buf, p) {
-                    m = start[usize::from(buf[p])] & not_before[usize::from(b)];
+        if from >= to {
+            return;
+        }
+        // Positions three bytes after a `%`, where the byte before may be
+        // an escape's: rare, so found apart from the walk.
+        let mut escapes = memchr::memchr_iter(b'%', &buf[from - 3.min(from)..to])
+            .map(|i| from - 3.min(from) + i + 3)
+            .filter(|&p| p >= from);
+        let mut next_escape = escapes.next().unwrap_or(usize::MAX);
+        let mut prev = buf[from - 1];
+        for (k, &b) in buf[from..to].iter().enumerate() {
+            let p = from + k;
+            let mut m = start[usize::from(b)] & not_before[usize::from(prev)];
+            prev = b;
+            if p == next_escape {
+                if let Some(decoded) = escaped_before(buf, p) {
+                    m = start[usize::from(b)] & not_before[usize::from(decoded)];
                 }
+                next_escape = escapes.next().unwrap_or(usize::MAX);
             }
             if m != 0 {
                 m = early(p, m);
@@ -289,7 +302,6 @@ impl Prepass {
                     self.check(buf, p, m, &mut checks, &mut on);
                 }
             }
-            p += 1;
         }
     }
 
@@ -409,7 +421,7 @@ impl Prepass {
 }
 
 /// Bytes after a candidate looked up in tables before any walk.
-const EARLY: usize = 3;
+const EARLY: usize = 6;
 
 /// Run lengths and offsets are followed at most `MAX_MATCH_LEN + 1` bytes,
 /// so they fit a byte; `u8::MAX` stands for "not seen".
