@@ -14,6 +14,7 @@
 
 mod common;
 
+use base64::Engine;
 use common::{Harness, Options};
 use futures::{SinkExt, StreamExt};
 use leakscope::consent::{ConsentPhase, PhaseChange};
@@ -296,6 +297,26 @@ async fn har_from_real_traffic_is_valid_har_1_2() {
             .iter()
             .any(|e| e["request"]["postData"]["params"].is_array())
     );
+    // Binary bodies are written as base64 past serde_json's string
+    // escaping: what a reader decodes is the captured bytes.
+    let mut binary = 0;
+    for e in entries {
+        let content = &e["response"]["content"];
+        if content["encoding"] != "base64" {
+            continue;
+        }
+        let flow = flows
+            .iter()
+            .find(|f| serde_json::to_value(f.id).unwrap() == e["_leakscope"]["flow_id"])
+            .unwrap();
+        let text = content["text"].as_str().unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .unwrap();
+        assert_eq!(decoded, flow.response.as_ref().unwrap().body.captured);
+        binary += 1;
+    }
+    assert!(binary >= 1, "the /bytes download is binary");
     eprintln!("validated {} entries: {}", entries.len(), report.trim());
 }
 

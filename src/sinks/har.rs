@@ -30,6 +30,7 @@
 //!   the first of `session.har`, `session-2.har`, `session-3.har`, ... for
 //!   which neither the HAR nor its spool exists.
 
+use super::har_body;
 use super::har_model::{self, EntryContext};
 use super::line_log::{Durability, LineLog};
 use crate::consent::{ConsentPhase, PhaseChange};
@@ -238,8 +239,12 @@ impl HarWriter {
             labels,
             findings: &pending.findings,
         };
-        let mut line = serde_json::to_vec(&har_model::entry(flow, ctx))?;
-        line.push(b'\n');
+        let bodies = [
+            flow.request.as_ref().map(|r| &r.body),
+            flow.response.as_ref().map(|r| &r.body),
+        ]
+        .map(|body| body.map_or(&[][..], |b| &b.captured[..]));
+        let line = har_body::entry_line(&har_model::entry(flow, ctx), bodies)?;
         self.spool.push(line)
     }
 

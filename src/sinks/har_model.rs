@@ -11,6 +11,7 @@
 //! HTTP flow without a response, say) gets that part with "unknown" values
 //! (`status: 0`, sizes `-1`) and the reason in `_leakscope.error`.
 
+use super::har_body::{BodySlot, BodyText};
 use crate::consent::ConsentPhase;
 use crate::detect::finding::{Finding, FlowLabels, Party, SdkInfo};
 use crate::flow::{
@@ -140,7 +141,7 @@ impl Cookie {
 #[serde(rename_all = "camelCase")]
 pub struct PostData<'a> {
     pub mime_type: &'a str,
-    pub text: String,
+    pub text: BodyText<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub params: Option<Vec<NameValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -161,7 +162,7 @@ pub struct Content<'a> {
     pub compression: Option<i64>,
     pub mime_type: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
+    pub text: Option<BodyText<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encoding: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -301,11 +302,14 @@ fn request(flow: &Flow) -> Request<'_> {
     }
 }
 
-fn post_data<'a>(body: &BodyRecord, mime: &'a str) -> PostData<'a> {
-    let (text, encoding) = text_or_base64(&body.captured);
+fn post_data<'a>(body: &'a BodyRecord, mime: &'a str) -> PostData<'a> {
+    let (text, encoding) = BodyText::of(&body.captured, BodySlot::Request);
     let essence = mime.split(';').next().unwrap_or("").trim();
     let form = essence.eq_ignore_ascii_case("application/x-www-form-urlencoded");
-    let params = (form && encoding.is_none()).then(|| form_params(&text));
+    let params = match text {
+        BodyText::Text(text) if form => Some(form_params(text)),
+        _ => None,
+    };
     PostData {
         mime_type: mime,
         text,
@@ -371,7 +375,7 @@ fn response(flow: &Flow) -> Response<'_> {
 }
 
 fn content<'a>(body: &'a BodyRecord, mime: &'a str) -> Content<'a> {
-    let (text, encoding) = text_or_base64(&body.captured);
+    let (text, encoding) = BodyText::of(&body.captured, BodySlot::Response);
     let compression = (!body.content_encoding.is_empty())
         .then(|| clamp_i64(body.decoded_size) - clamp_i64(body.wire_size));
     Content {
