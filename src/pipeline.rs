@@ -9,7 +9,7 @@
 //! [`SessionEvent::FlowDone`]: a flow can never be lost by a code path that
 //! forgot to "finish" it.
 
-use crate::flow::capture::{BodyCapture, CaptureLimits};
+use crate::flow::capture::{BodyCapture, BodyPiece, CaptureLimits};
 use crate::flow::{
     Direction, Flow, FlowErrorKind, ResponseRecord, TlsFacts, WebSocketRecord, WsMessage,
 };
@@ -32,6 +32,11 @@ pub trait FlowTap: Send {
     /// A piece of a body after content decoding. Pieces arrive in order;
     /// their boundaries are wherever the network put them.
     fn body(&mut self, direction: Direction, decoded: &[u8]);
+
+    /// The body's labelled content coding did not apply (it failed before
+    /// decoding anything): the `body` pieces that follow are the body as
+    /// sent, from its first byte.
+    fn body_not_encoded(&mut self, _direction: Direction) {}
 
     /// The body in `direction` ended (after its last `body` piece).
     fn body_end(&mut self, _direction: Direction) {}
@@ -199,11 +204,7 @@ impl LiveFlow {
         };
         let Some(capture) = capture else { return };
         let taps = &mut state.taps;
-        capture.push(wire, &mut |piece| {
-            for tap in taps.iter_mut() {
-                tap.body(direction, piece);
-            }
-        });
+        capture.push(wire, &mut |piece| tell(taps, direction, piece));
     }
 
     /// The body in `direction` reached its end.
@@ -216,11 +217,7 @@ impl LiveFlow {
         };
         if let Some(capture) = capture {
             let taps = &mut state.taps;
-            capture.finish(&mut |piece| {
-                for tap in taps.iter_mut() {
-                    tap.body(direction, piece);
-                }
-            });
+            capture.finish(&mut |piece| tell(taps, direction, piece));
             for tap in taps.iter_mut() {
                 tap.body_end(direction);
             }
@@ -284,6 +281,16 @@ impl LiveFlow {
     /// Sets the TLS facts of the connection this flow travelled on.
     pub fn set_tls(&self, tls: Option<TlsFacts>) {
         self.lock().flow().tls = tls;
+    }
+}
+
+/// Hands one piece of a capture's output to every tap.
+fn tell(taps: &mut [Box<dyn FlowTap>], direction: Direction, piece: BodyPiece<'_>) {
+    for tap in taps.iter_mut() {
+        match piece {
+            BodyPiece::Bytes(bytes) => tap.body(direction, bytes),
+            BodyPiece::NotEncoded => tap.body_not_encoded(direction),
+        }
     }
 }
 

@@ -342,3 +342,29 @@ async fn binary_bodies_give_profile_findings_only() {
         "{findings:#?}"
     );
 }
+
+/// An SDK that labels a plain JSON batch `Content-Encoding: gzip` still
+/// has it read: the body does not start like gzip, so it is scanned as
+/// sent, and the finding does not claim a gzip layer it never had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_mislabelled_gzip_is_read_as_sent() {
+    let mut app = App::start().await;
+    let batch = format!(
+        r#"{{"header":{{"imei_md5":"{}"}},"ev":"launch"}}"#,
+        md5_hex("490154203237518")
+    );
+    let findings = app
+        .send(
+            app.client
+                .post("http://ulogs.umeng.com/unify_logs")
+                .header("content-type", "application/json")
+                .header("content-encoding", "gzip")
+                .body(batch),
+        )
+        .await;
+    assert_eq!(
+        summary(&findings),
+        vec![row("imei", "body", "md5", DetectorKind::Profile)]
+    );
+    assert_eq!(findings[0].decoded_from, vec!["json"]);
+}

@@ -367,6 +367,16 @@ impl FlowTap for PrivacyTap {
         }
     }
 
+    fn body_not_encoded(&mut self, direction: Direction) {
+        // The labelled codings were not undone: findings must not claim
+        // them in `decoded_from`.
+        let chain = match direction {
+            Direction::Upstream => &mut self.request_chain,
+            Direction::Downstream => &mut self.response_chain,
+        };
+        chain.retain(|c| parse_content_encoding(c).is_err());
+    }
+
     fn body_end(&mut self, direction: Direction) {
         self.close(direction);
     }

@@ -6,10 +6,30 @@
 //! piece to a callback so streaming observers see the whole decoded body
 //! without anyone holding it. Memory per body is bounded by `body_limit` plus
 //! the decoder's fixed buffers, whatever the body's size.
+//!
+//! A body labelled with a coding it does not have (apps that send plain
+//! JSON with `Content-Encoding: gzip` exist) would decode to nothing. When
+//! the outermost coding has a signature (gzip, zstd) and the body's first
+//! bytes are not it, the body is recorded and observed as sent, from its
+//! first byte, after a [`BodyPiece::NotEncoded`] notice. deflate and br
+//! streams have no signature to check.
 
-use super::decode::{DecodeError, StreamDecoder, parse_content_encoding};
+use super::decode::{
+    ContentCoding, DecodeError, SIGNATURE_LEN, StreamDecoder, parse_content_encoding,
+};
 use bytes::{Bytes, BytesMut};
 use serde::Serialize;
+
+/// What a capture hands its observer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyPiece<'a> {
+    /// The next bytes of the body: decoded, or as sent when it has no
+    /// coding (or turned out not to have its labelled one).
+    Bytes(&'a [u8]),
+    /// The body does not start like its labelled content coding: the
+    /// pieces that follow are the body as sent, from its first byte.
+    NotEncoded,
+}
 
 /// Limits that bound what one body may cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +84,11 @@ pub struct BodyCapture {
     limits: CaptureLimits,
     kept: BytesMut,
     decoder: Option<StreamDecoder>,
+    /// The body's first bytes while they may still turn out not to start
+    /// like its outermost coding; `None` once that is settled.
+    head: Option<Vec<u8>>,
+    /// The coding applied last, so undone first.
+    outer: Option<ContentCoding>,
     record: BodyRecord,
 }
 
@@ -87,6 +112,8 @@ impl BodyCapture {
         BodyCapture {
             limits,
             kept: BytesMut::new(),
+            head: codings.last().map(|_| Vec::new()),
+            outer: codings.last().copied(),
             decoder,
             record,
         }
@@ -99,11 +126,15 @@ impl BodyCapture {
 
     /// Feeds one wire chunk. Every decoded piece is kept (up to the body
     /// limit) and handed to `observe`.
-    pub fn push(&mut self, wire: &[u8], observe: &mut dyn FnMut(&[u8])) {
+    pub fn push(&mut self, wire: &[u8], observe: &mut dyn FnMut(BodyPiece<'_>)) {
         self.record.wire_size += wire.len() as u64;
+        if let Some(sent) = self.not_as_labelled(wire) {
+            self.read_as_sent(&sent, observe);
+            return;
+        }
         if self.record.content_encoding.is_empty() {
             keep(&mut self.kept, &mut self.record, self.limits, wire);
-            observe(wire);
+            observe(BodyPiece::Bytes(wire));
             return;
         }
         // Decoding failed or hit the decode limit: the rest is relayed and
@@ -116,7 +147,7 @@ impl BodyCapture {
         let (kept, record, limits) = (&mut self.kept, &mut self.record, self.limits);
         let result = decoder.push(wire, &mut |piece| {
             keep(kept, record, limits, piece);
-            observe(piece);
+            observe(BodyPiece::Bytes(piece));
         });
         if let Err(err) = result {
             self.fail(err);
@@ -124,7 +155,7 @@ impl BodyCapture {
     }
 
     /// Marks the end of the body: flushes the decoder.
-    pub fn finish(&mut self, observe: &mut dyn FnMut(&[u8])) {
+    pub fn finish(&mut self, observe: &mut dyn FnMut(BodyPiece<'_>)) {
         self.record.complete = true;
         let Some(decoder) = self.decoder.as_mut() else {
             return;
@@ -132,7 +163,7 @@ impl BodyCapture {
         let (kept, record, limits) = (&mut self.kept, &mut self.record, self.limits);
         let result = decoder.finish(&mut |piece| {
             keep(kept, record, limits, piece);
-            observe(piece);
+            observe(BodyPiece::Bytes(piece));
         });
         if let Err(err) = result {
             self.fail(err);
@@ -143,6 +174,41 @@ impl BodyCapture {
     pub fn into_record(mut self) -> BodyRecord {
         self.record.captured = self.kept.freeze();
         self.record
+    }
+
+    /// Adds `wire` to the body's first bytes while they are unsettled;
+    /// returns every byte so far once they differ from the signature of the
+    /// outermost coding.
+    fn not_as_labelled(&mut self, wire: &[u8]) -> Option<Vec<u8>> {
+        let head = self.head.as_mut()?;
+        let before = head.len();
+        head.extend_from_slice(&wire[..wire.len().min(SIGNATURE_LEN - before)]);
+        match self.outer?.starts_like(head) {
+            Some(true) => self.head = None,
+            Some(false) => {
+                let mut sent = self.head.take()?;
+                sent.truncate(before);
+                sent.extend_from_slice(wire);
+                return Some(sent);
+            }
+            None => {}
+        }
+        None
+    }
+
+    /// Gives up the labelled coding: `sent` (the body so far) and all that
+    /// follows are recorded and observed as they are.
+    fn read_as_sent(&mut self, sent: &[u8], observe: &mut dyn FnMut(BodyPiece<'_>)) {
+        let labelled = self.record.content_encoding.join(", ");
+        self.record.decode_error = Some(format!(
+            "the body does not start like {labelled} data as its Content-Encoding says; \
+             read as sent"
+        ));
+        self.record.content_encoding.clear();
+        self.decoder = None;
+        observe(BodyPiece::NotEncoded);
+        keep(&mut self.kept, &mut self.record, self.limits, sent);
+        observe(BodyPiece::Bytes(sent));
     }
 
     fn fail(&mut self, err: DecodeError) {
@@ -195,6 +261,9 @@ mod tests {
         enc.finish().expect("gzip into a Vec")
     }
 
+    /// Stands for [`BodyPiece::NotEncoded`] in what a test observed.
+    const NOT_ENCODED: &[u8] = b"<not encoded>";
+
     fn capture_all(
         encoding: Option<&str>,
         wire: &[u8],
@@ -202,10 +271,14 @@ mod tests {
     ) -> (BodyRecord, Vec<u8>) {
         let mut cap = BodyCapture::new(encoding, limits);
         let mut seen = Vec::new();
+        let mut observe = |p: BodyPiece<'_>| match p {
+            BodyPiece::Bytes(p) => seen.extend_from_slice(p),
+            BodyPiece::NotEncoded => seen.extend_from_slice(NOT_ENCODED),
+        };
         for byte in wire.chunks(1) {
-            cap.push(byte, &mut |p| seen.extend_from_slice(p));
+            cap.push(byte, &mut observe);
         }
-        cap.finish(&mut |p| seen.extend_from_slice(p));
+        cap.finish(&mut observe);
         (cap.into_record(), seen)
     }
 
@@ -259,6 +332,45 @@ mod tests {
         assert!(body.starts_with(&record.captured));
         assert_eq!(record.decoded_size, seen.len() as u64);
         assert_eq!(record.wire_size, corrupt.len() as u64);
+    }
+
+    /// Apps send plain text labelled gzip: a body that does not start like
+    /// its outermost coding is read as sent, from its first byte.
+    #[test]
+    fn a_body_without_its_labelled_coding_is_read_as_sent() {
+        let body = br#"{"imei":"490154203237518","os":"android"}"#;
+        // deflate and br have no signature: plain text may decode to noise.
+        for coding in ["gzip", "x-gzip", "zstd", "br, gzip"] {
+            let (record, seen) = capture_all(Some(coding), body, CaptureLimits::default());
+            assert_eq!(seen, [NOT_ENCODED, &body[..]].concat(), "{coding}");
+            assert_eq!(&record.captured[..], &body[..], "{coding}");
+            assert_eq!(record.decoded_size, body.len() as u64);
+            assert!(record.content_encoding.is_empty(), "{coding}");
+            let error = record.decode_error.unwrap();
+            assert!(error.contains("read as sent"), "{coding}: {error}");
+        }
+    }
+
+    /// A zstd body may start with a skippable frame; and a gzip body cut
+    /// off after its first byte is not "plain".
+    #[test]
+    fn signatures_decide_only_on_enough_bytes() {
+        use ContentCoding::{Brotli, Gzip, Zstd};
+        assert_eq!(Gzip.starts_like(b""), None);
+        assert_eq!(Gzip.starts_like(&[0x1f]), None);
+        assert_eq!(Gzip.starts_like(&[0x1f, 0x8b, 8]), Some(true));
+        assert_eq!(Gzip.starts_like(b"{\""), Some(false));
+        assert_eq!(Zstd.starts_like(&[0x28, 0xb5, 0x2f]), None);
+        assert_eq!(Zstd.starts_like(&[0x28, 0xb5, 0x2f, 0xfd]), Some(true));
+        assert_eq!(Zstd.starts_like(&[0x5e, 0x2a, 0x4d, 0x18]), Some(true));
+        assert_eq!(Zstd.starts_like(&[0x5e, 0x2a, 0x4d, 0x19]), Some(false));
+        assert_eq!(Zstd.starts_like(b"{"), Some(false));
+        assert_eq!(Brotli.starts_like(b"{"), Some(true));
+
+        let (record, seen) = capture_all(Some("gzip"), &[0x1f], CaptureLimits::default());
+        assert!(seen.is_empty());
+        assert_eq!(record.content_encoding, vec!["gzip"]);
+        assert!(record.decode_error.is_some());
     }
 
     #[test]

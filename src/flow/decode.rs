@@ -56,7 +56,47 @@ impl ContentCoding {
             ContentCoding::Zstd => "zstd",
         }
     }
+
+    /// Whether a body starting with `head` may be in this coding: `None`
+    /// while `head` is too short to tell. gzip and zstd streams start with
+    /// a signature (a zstd stream may also start with a skippable frame);
+    /// deflate and br have none, so any start may be theirs.
+    pub fn starts_like(self, head: &[u8]) -> Option<bool> {
+        match self {
+            ContentCoding::Gzip => against(head, &[0x1f, 0x8b]),
+            ContentCoding::Zstd => {
+                let frame = against(head, &[0x28, 0xb5, 0x2f, 0xfd]);
+                let skippable = match head.first() {
+                    None => None,
+                    Some(&b) if b & 0xf0 == 0x50 => against(head, &[b, 0x2a, 0x4d, 0x18]),
+                    Some(_) => Some(false),
+                };
+                match (frame, skippable) {
+                    (Some(true), _) | (_, Some(true)) => Some(true),
+                    (Some(false), Some(false)) => Some(false),
+                    _ => None,
+                }
+            }
+            ContentCoding::Deflate | ContentCoding::Brotli => Some(true),
+        }
+    }
 }
+
+/// `Some(true)` when `head` starts with `signature`, `Some(false)` when it
+/// cannot, `None` while `head` is a shorter prefix of it.
+fn against(head: &[u8], signature: &[u8]) -> Option<bool> {
+    let n = head.len().min(signature.len());
+    if head[..n] != signature[..n] {
+        Some(false)
+    } else if n == signature.len() {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+/// Bytes [`ContentCoding::starts_like`] needs at most to decide.
+pub const SIGNATURE_LEN: usize = 4;
 
 /// Parses a Content-Encoding header value ("gzip", "x-gzip", "deflate", "br",
 /// "zstd", "identity", lists like "gzip, br", any case, extra spaces).
