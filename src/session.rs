@@ -48,6 +48,11 @@ pub trait EventFilter: Send {
     fn apply(&mut self, event: SessionEvent) -> SessionEvent;
 }
 
+/// How long the sink thread pauses after a flush before it waits for the
+/// next event: under load, events then come in batches (one flush and no
+/// wake-up per event) at the cost of at most this much latency.
+const BATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// How often an idle sink thread flushes anyway.
 const IDLE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -139,12 +144,20 @@ fn run_sinks(
             Ok(message) => message,
             Err(mpsc::TryRecvError::Empty) => {
                 flush_all(&mut sinks, &mut failed);
-                // Wake up now and then even when idle, so sinks that
-                // rewrite on a schedule (the HAR) keep their promise.
-                match rx.recv_timeout(IDLE_TICK) {
-                    Ok(message) => message,
-                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                // Under load, what arrives during this pause is handled as
+                // one batch with one flush, and its senders need not wake
+                // this thread; alone, an event still waits at most this.
+                thread::sleep(BATCH_PAUSE);
+                if let Ok(message) = rx.try_recv() {
+                    message
+                } else {
+                    // Wake up now and then even when idle, so sinks that
+                    // rewrite on a schedule (the HAR) keep their promise.
+                    match rx.recv_timeout(IDLE_TICK) {
+                        Ok(message) => message,
+                        Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
                 }
             }
             Err(mpsc::TryRecvError::Disconnected) => break,
