@@ -89,6 +89,16 @@ fn md5_hex(text: &str) -> String {
         .collect()
 }
 
+/// An analytics SDK's JSON batch upload, labelled gzip'd; `body` is
+/// sent as given.
+fn umeng_batch(client: &reqwest::Client, body: Vec<u8>) -> reqwest::RequestBuilder {
+    client
+        .post("http://ulogs.umeng.com/unify_logs")
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(body)
+}
+
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     enc.write_all(data).unwrap();
@@ -164,13 +174,7 @@ async fn sdk_traffic_in_each_phase_gives_the_exact_findings() {
         md5_hex("490154203237518")
     );
     let findings = app
-        .send(
-            app.client
-                .post("http://ulogs.umeng.com/unify_logs")
-                .header("content-type", "application/json")
-                .header("content-encoding", "gzip")
-                .body(gzip(batch.as_bytes())),
-        )
+        .send(umeng_batch(&app.client, gzip(batch.as_bytes())))
         .await;
     assert_eq!(
         summary(&findings),
@@ -353,15 +357,7 @@ async fn a_body_mislabelled_gzip_is_read_as_sent() {
         r#"{{"header":{{"imei_md5":"{}"}},"ev":"launch"}}"#,
         md5_hex("490154203237518")
     );
-    let findings = app
-        .send(
-            app.client
-                .post("http://ulogs.umeng.com/unify_logs")
-                .header("content-type", "application/json")
-                .header("content-encoding", "gzip")
-                .body(batch),
-        )
-        .await;
+    let findings = app.send(umeng_batch(&app.client, batch.into_bytes())).await;
     assert_eq!(
         summary(&findings),
         vec![row("imei", "body", "md5", DetectorKind::Profile)]
