@@ -100,9 +100,27 @@ pub struct WatchLayer;
 
 impl WatchLayer {
     /// What the layer needs: hudsucker's spans, and its warnings and errors.
+    ///
+    /// Except the spans hudsucker opens around each step of a plain
+    /// request (three per request): nothing is read from them, and an
+    /// event inside one has the nearest enabled span, the request's
+    /// `proxy`, as its parent. The other spans must stay: a task span
+    /// closes only when its child spans have, so the `websocket` span
+    /// lives as long as its `message_forwarder`s because they are enabled.
     pub fn wants(meta: &tracing::Metadata<'_>) -> bool {
         meta.target().starts_with("hudsucker")
-            && (meta.is_span() || *meta.level() <= tracing::Level::WARN)
+            && if meta.is_span() {
+                !matches!(
+                    meta.name(),
+                    "handle_request"
+                        | "proxy_request"
+                        | "handle_response"
+                        | "handle_error"
+                        | "normalize_request"
+                )
+            } else {
+                *meta.level() <= tracing::Level::WARN
+            }
     }
 }
 
