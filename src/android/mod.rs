@@ -422,13 +422,25 @@ pub(crate) mod fake {
             script.push_str(&format!("export {key}='{value}'\n"));
         }
         script.push_str(&format!("exec '{fake}' \"$@\"\n"));
-        let wrapper = dir.path().join("adb");
-        std::fs::write(&wrapper, script).unwrap_or_else(|e| panic!("wrapper: {e}"));
+        // The script is written under another name and copied into place
+        // by `cp`: an executable this process had open for writing could
+        // be held open by a child another test thread forks meanwhile, and
+        // running it would then fail with "Text file busy".
+        let source = dir.path().join("adb.sh");
+        std::fs::write(&source, script).unwrap_or_else(|e| panic!("wrapper: {e}"));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let _ = std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755));
+            let _ = std::fs::set_permissions(&source, std::fs::Permissions::from_mode(0o755));
         }
+        let wrapper = dir.path().join("adb");
+        let copied = std::process::Command::new("cp")
+            .arg("-p")
+            .arg(&source)
+            .arg(&wrapper)
+            .status()
+            .unwrap_or_else(|e| panic!("cp: {e}"));
+        assert!(copied.success(), "cp {} failed", source.display());
         (dir, Adb::new(wrapper, None))
     }
 
