@@ -33,9 +33,9 @@ pub trait FlowTap: Send {
     /// their boundaries are wherever the network put them.
     fn body(&mut self, direction: Direction, decoded: &[u8]);
 
-    /// The body's labelled content coding did not apply (it failed before
-    /// decoding anything): the `body` pieces that follow are the body as
-    /// sent, from its first byte.
+    /// The body does not start like its labelled content coding (see
+    /// [`BodyPiece::NotEncoded`]): the `body` pieces that follow are the
+    /// body as sent, from its first byte.
     fn body_not_encoded(&mut self, _direction: Direction) {}
 
     /// The body in `direction` ended (after its last `body` piece).

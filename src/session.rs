@@ -148,16 +148,12 @@ fn run_sinks(
                 // one batch with one flush, and its senders need not wake
                 // this thread; alone, an event still waits at most this.
                 thread::sleep(BATCH_PAUSE);
-                if let Ok(message) = rx.try_recv() {
-                    message
-                } else {
-                    // Wake up now and then even when idle, so sinks that
-                    // rewrite on a schedule (the HAR) keep their promise.
-                    match rx.recv_timeout(IDLE_TICK) {
-                        Ok(message) => message,
-                        Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                    }
+                // Wake up now and then even when idle, so sinks that
+                // rewrite on a schedule (the HAR) keep their promise.
+                match rx.recv_timeout(IDLE_TICK) {
+                    Ok(message) => message,
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
             }
             Err(mpsc::TryRecvError::Disconnected) => break,

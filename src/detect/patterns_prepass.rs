@@ -281,8 +281,9 @@ impl Prepass {
         }
         // Positions three bytes after a `%`, where the byte before may be
         // an escape's: rare, so found apart from the walk.
-        let mut escapes = memchr::memchr_iter(b'%', &buf[from - 3.min(from)..to])
-            .map(|i| from - 3.min(from) + i + 3)
+        let lo = from.saturating_sub(3);
+        let mut escapes = memchr::memchr_iter(b'%', &buf[lo..to])
+            .map(|i| lo + i + 3)
             .filter(|&p| p >= from);
         let mut next_escape = escapes.next().unwrap_or(usize::MAX);
         let mut prev = buf[from - 1];

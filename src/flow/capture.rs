@@ -84,11 +84,9 @@ pub struct BodyCapture {
     limits: CaptureLimits,
     kept: BytesMut,
     decoder: Option<StreamDecoder>,
-    /// The body's first bytes while they may still turn out not to start
-    /// like its outermost coding; `None` once that is settled.
-    head: Option<Vec<u8>>,
-    /// The coding applied last, so undone first.
-    outer: Option<ContentCoding>,
+    /// While it is unsettled whether the body starts like its outermost
+    /// coding (the one applied last): that coding and the first bytes.
+    sniff: Option<(ContentCoding, Vec<u8>)>,
     record: BodyRecord,
 }
 
@@ -112,8 +110,7 @@ impl BodyCapture {
         BodyCapture {
             limits,
             kept: BytesMut::new(),
-            head: codings.last().map(|_| Vec::new()),
-            outer: codings.last().copied(),
+            sniff: codings.last().map(|&outer| (outer, Vec::new())),
             decoder,
             record,
         }
@@ -180,20 +177,18 @@ impl BodyCapture {
     /// returns every byte so far once they differ from the signature of the
     /// outermost coding.
     fn not_as_labelled(&mut self, wire: &[u8]) -> Option<Vec<u8>> {
-        let head = self.head.as_mut()?;
+        let (outer, head) = self.sniff.as_mut()?;
         let before = head.len();
         head.extend_from_slice(&wire[..wire.len().min(SIGNATURE_LEN - before)]);
-        match self.outer?.starts_like(head) {
-            Some(true) => self.head = None,
-            Some(false) => {
-                let mut sent = self.head.take()?;
-                sent.truncate(before);
-                sent.extend_from_slice(wire);
-                return Some(sent);
-            }
-            None => {}
+        // Undecided: keep the bytes and wait for more.
+        let fits = outer.starts_like(head)?;
+        let (_, mut sent) = self.sniff.take()?;
+        if fits {
+            return None;
         }
-        None
+        sent.truncate(before);
+        sent.extend_from_slice(wire);
+        Some(sent)
     }
 
     /// Gives up the labelled coding: `sent` (the body so far) and all that

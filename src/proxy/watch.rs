@@ -104,9 +104,11 @@ impl WatchLayer {
     /// Except the spans hudsucker opens around each step of a plain
     /// request (three per request): nothing is read from them, and an
     /// event inside one has the nearest enabled span, the request's
-    /// `proxy`, as its parent. The other spans must stay: a task span
-    /// closes only when its child spans have, so the `websocket` span
-    /// lives as long as its `message_forwarder`s because they are enabled.
+    /// `proxy`, as its parent. The other spans must stay: a span closes
+    /// only after its enabled children, and the watch ends a WebSocket
+    /// flow when its `websocket` span closes (with only `proxy`,
+    /// `process_connect` and `websocket` enabled, WebSocket flows ended
+    /// before their messages).
     pub fn wants(meta: &tracing::Metadata<'_>) -> bool {
         meta.target().starts_with("hudsucker")
             && if meta.is_span() {

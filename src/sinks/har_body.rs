@@ -16,7 +16,6 @@
 
 use std::io::{self, Write};
 
-use base64::Engine;
 use serde::{Serialize, Serializer};
 use serde_json::ser::{CompactFormatter, Formatter};
 
@@ -94,24 +93,19 @@ impl Formatter for BodyFormatter<'_> {
     }
 }
 
-/// Writes standard base64 of `bytes` in pieces of a bounded size.
+/// Writes standard base64 of `bytes`, encoded as it is written.
 fn write_base64<W: ?Sized + Write>(writer: &mut W, bytes: &[u8]) -> io::Result<()> {
-    // 48 KiB of input, 64 KiB of output: whole 3-byte groups, so only the
-    // last piece is padded.
-    const PIECE: usize = 48 * 1024;
-    let mut buf = vec![0u8; PIECE / 3 * 4];
-    for piece in bytes.chunks(PIECE) {
-        let n = base64::engine::general_purpose::STANDARD
-            .encode_slice(piece, &mut buf)
-            .map_err(io::Error::other)?;
-        writer.write_all(&buf[..n])?;
-    }
+    let mut encoder =
+        base64::write::EncoderWriter::new(writer, &base64::engine::general_purpose::STANDARD);
+    encoder.write_all(bytes)?;
+    encoder.finish()?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
     use proptest::prelude::*;
 
     #[derive(Serialize)]
@@ -149,7 +143,7 @@ mod tests {
         }
     }
 
-    /// Bodies longer than one encoding piece come out whole and padded
+    /// Bodies longer than the encoder's buffer come out whole and padded
     /// only at the end.
     #[test]
     fn long_binary_bodies_are_encoded_whole() {
