@@ -346,15 +346,10 @@ pub(super) fn next_run(chunk: &[u8], mut from: usize) -> Option<(usize, usize)> 
 }
 
 /// Where the first `%XX` escape in `buf[from..to]` starts.
-fn next_escape(buf: &[u8], mut from: usize, to: usize) -> Option<usize> {
-    while from < to {
-        let e = from + buf[from..to].iter().position(|b| *b == b'%')?;
-        if escape_at(buf, e).is_some() {
-            return Some(e);
-        }
-        from = e + 1;
-    }
-    None
+fn next_escape(buf: &[u8], from: usize, to: usize) -> Option<usize> {
+    memchr::memchr_iter(b'%', &buf[from..to])
+        .map(|n| from + n)
+        .find(|&e| escape_at(buf, e).is_some())
 }
 
 /// The byte a `%XX` escape at `buf[i]` stands for.
@@ -410,14 +405,14 @@ fn decode_nested(token: &[u8], limit: u64) -> Option<(Vec<&'static str>, Vec<u8>
         .unwrap_or(token);
     // `=` inside the run is a key/value separator (`data=H4sI...`): the
     // payload is what follows the last one.
-    let trimmed = match trimmed.iter().rposition(|&b| b == b'=') {
+    let trimmed = match memchr::memrchr(b'=', trimmed) {
         Some(i) => &trimmed[i + 1..],
         None => trimmed,
     };
     if trimmed.len() < MIN_TOKEN {
         return None;
     }
-    let url_safe = trimmed.iter().any(|b| matches!(b, b'-' | b'_'));
+    let url_safe = memchr::memchr2(b'-', b'_', trimmed).is_some();
     if surely_binary(trimmed, url_safe) {
         return None;
     }
@@ -475,12 +470,11 @@ pub(super) fn surely_binary(b64: &[u8], url_safe: bool) -> bool {
     }
     // `mostly_text` accepts valid UTF-8 without control characters, or at
     // least 90% printable bytes; the prefix can rule out both.
-    let control = |s: &str| s.chars().any(|c| c.is_control() && !c.is_whitespace());
     let not_utf8_text = match std::str::from_utf8(prefix) {
-        Ok(s) => control(s),
+        Ok(s) => has_control(s),
         Err(e) => {
             let valid = std::str::from_utf8(&prefix[..e.valid_up_to()]).unwrap_or_default();
-            e.error_len().is_some() || control(valid)
+            e.error_len().is_some() || has_control(valid)
         }
     };
     let unprintable = prefix
@@ -506,9 +500,7 @@ fn mostly_text(bytes: &[u8]) -> bool {
     if bytes.len() < 8 {
         return false;
     }
-    if std::str::from_utf8(bytes)
-        .is_ok_and(|s| !s.chars().any(|c| c.is_control() && !c.is_whitespace()))
-    {
+    if std::str::from_utf8(bytes).is_ok_and(|s| !has_control(s)) {
         return true;
     }
     let printable = bytes
@@ -516,6 +508,29 @@ fn mostly_text(bytes: &[u8]) -> bool {
         .filter(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
         .count();
     printable * 10 >= bytes.len() * 9
+}
+
+/// True when `s` holds a control character that is not whitespace
+/// (`c.is_control() && !c.is_whitespace()`), read from its UTF-8 bytes:
+/// the C0 controls and DEL are single bytes, the C1 controls are `0xC2`
+/// followed by `0x80..=0x9F`, and of them all only `\t \n \x0B \x0C \r` and
+/// U+0085 are whitespace. Decoding every character cost more than the
+/// rest of deciding whether a base64 payload is text.
+pub(super) fn has_control(s: &str) -> bool {
+    let b = s.as_bytes();
+    // Counting (no early exit) lets the compiler compare many bytes at once;
+    // text without any of these bytes, the usual case, is decided here.
+    let suspects = b
+        .iter()
+        .filter(|&&c| c < 0x09 || (0x0e..0x20).contains(&c) || c == 0x7f || c == 0xc2)
+        .count();
+    suspects > 0
+        && b.iter().enumerate().any(|(i, &c)| match c {
+            b'\t' | b'\n' | 0x0b | 0x0c | b'\r' => false,
+            0..0x20 | 0x7f => true,
+            0xc2 => matches!(b.get(i + 1), Some(0x80..=0x84 | 0x86..=0x9f)),
+            _ => false,
+        })
 }
 
 /// Names the container a payload looks like, for `decoded_from`.

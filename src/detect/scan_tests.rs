@@ -373,3 +373,18 @@ proptest! {
         prop_assert_eq!(found, runs_read_bytewise(&chunk));
     }
 }
+
+proptest! {
+    /// The byte-level control test agrees with asking every character.
+    #[test]
+    fn control_characters_are_found_from_the_bytes(
+        s in prop_oneof![
+            any::<String>(),
+            "[\u{0}-\u{a0}a-z]{0,40}",
+            "[\t\n\u{b}\u{c}\r\u{1c}-\u{1f}\u{7f}-\u{9f}\u{a0}é€ ]{0,12}",
+        ],
+    ) {
+        let by_char = s.chars().any(|c| c.is_control() && !c.is_whitespace());
+        prop_assert_eq!(nested::has_control(&s), by_char, "{:?}", s);
+    }
+}
