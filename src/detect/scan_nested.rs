@@ -518,18 +518,14 @@ fn mostly_text(bytes: &[u8]) -> bool {
 /// rest of deciding whether a base64 payload is text.
 pub(super) fn has_control(s: &str) -> bool {
     let b = s.as_bytes();
+    // The first byte of every such character: C0 but `\t..=\r`, DEL, and
+    // the lead byte of the C1 block.
+    let leads = |c: u8| c < 0x09 || (0x0e..0x20).contains(&c) || c == 0x7f || c == 0xc2;
     // Counting (no early exit) lets the compiler compare many bytes at once;
-    // text without any of these bytes, the usual case, is decided here.
-    let suspects = b
-        .iter()
-        .filter(|&&c| c < 0x09 || (0x0e..0x20).contains(&c) || c == 0x7f || c == 0xc2)
-        .count();
-    suspects > 0
-        && b.iter().enumerate().any(|(i, &c)| match c {
-            b'\t' | b'\n' | 0x0b | 0x0c | b'\r' => false,
-            0..0x20 | 0x7f => true,
-            0xc2 => matches!(b.get(i + 1), Some(0x80..=0x84 | 0x86..=0x9f)),
-            _ => false,
+    // text without a lead byte, the usual case, is decided here.
+    b.iter().filter(|&&c| leads(c)).count() > 0
+        && b.iter().enumerate().any(|(i, &c)| {
+            leads(c) && (c != 0xc2 || matches!(b.get(i + 1), Some(0x80..=0x84 | 0x86..=0x9f)))
         })
 }
 
