@@ -465,6 +465,18 @@ fn traffic() -> impl Strategy<Value = String> {
         "Z9",
         "ff",
         "%3D",
+        "%3a",
+        "%5B",
+        "%27",
+        "'",
+        "\\",
+        "\t",
+        "=",
+        ">",
+        "android_id%3D",
+        "oaid:",
+        "<bssid>",
+        "\"lat\" : [ ",
     ]);
     proptest::collection::vec(piece, 0..24).prop_map(|v| v.concat())
 }
