@@ -81,6 +81,7 @@ fn run(mut args: RunArgs) -> anyhow::Result<()> {
     } = start_session(SessionSpec {
         privacy: &args.privacy.settings(),
         limits,
+        queue_limit: args.queue_limit,
         out: &out,
         first_phase: phases.current(),
         phases,
@@ -177,6 +178,8 @@ pub(crate) fn default_out_dir() -> PathBuf {
 pub(crate) struct SessionSpec<'a> {
     pub privacy: &'a PrivacySettings,
     pub limits: CaptureLimits,
+    /// Captured bytes that may wait for the evidence writers at once.
+    pub queue_limit: u64,
     pub out: &'a Path,
     /// The session's phase clock, shared with the inspector.
     pub phases: PhaseClock,
@@ -209,7 +212,8 @@ pub(crate) fn start_session(spec: SessionSpec<'_>) -> anyhow::Result<Session> {
     let mut sinks = session_sinks(&spec, device)?;
     sinks.extend(spec.extra_sinks);
     let redactor = privacy.redactor.take();
-    let hub = SinkHub::start_filtered(sinks, redactor.map(|r| Box::new(r) as Box<dyn EventFilter>));
+    let redactor = redactor.map(|r| Box::new(r) as Box<dyn EventFilter>);
+    let hub = SinkHub::start_filtered(sinks, redactor, spec.queue_limit);
     let inspector = privacy.inspector(spec.phases.clone(), hub.sender());
     let pipeline = Pipeline::new(vec![Arc::new(inspector)], spec.limits, hub.sender());
     let switch = PhaseSwitch::new(spec.phases, hub.sender());

@@ -111,6 +111,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
     pub decode_limit: u64,
 
+    /// Captured body bytes of completed flows that may wait for the
+    /// evidence writers at once; past it, traffic waits for them to catch up.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    pub queue_limit: u64,
+
     /// Seconds to wait for an upstream to accept a connection.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub connect_timeout: f64,
@@ -299,5 +304,14 @@ mod tests {
         assert!(parse_size("ten").unwrap_err().contains("1MiB"));
         assert!(parse_size("5 parsecs").unwrap_err().contains("unit"));
         assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn the_queue_limit_default_is_the_sessions() {
+        let cli = Cli::try_parse_from(["leakscope", "run"]).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run: {:?}", cli.command);
+        };
+        assert_eq!(args.queue_limit, crate::session::DEFAULT_QUEUE_LIMIT);
     }
 }

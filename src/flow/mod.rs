@@ -296,4 +296,14 @@ impl Flow {
             });
         }
     }
+
+    /// Captured payload bytes the record holds (bodies and WebSocket
+    /// messages): what it costs to keep the record queued.
+    pub fn captured_bytes(&self) -> u64 {
+        let body = |b: &BodyRecord| b.captured.len() as u64;
+        let ws = self.websocket.iter().flat_map(|w| &w.messages);
+        self.request.as_ref().map_or(0, |r| body(&r.body))
+            + self.response.as_ref().map_or(0, |r| body(&r.body))
+            + ws.map(|m| m.data.len() as u64).sum::<u64>()
+    }
 }

@@ -183,6 +183,7 @@ pub fn scan(options: &ScanOptions) -> anyhow::Result<ScanSummary> {
         start_session(SessionSpec {
             privacy: &options.privacy,
             limits: options.limits,
+            queue_limit: crate::session::DEFAULT_QUEUE_LIMIT,
             out: &options.out,
             phases: clock.clone(),
             first_phase: initial,
