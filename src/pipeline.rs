@@ -300,6 +300,14 @@ impl Drop for LiveState {
             return;
         };
         flow.timing.end.get_or_insert_with(OffsetDateTime::now_utc);
+        // A body that broke off may still have bytes inside its decoder.
+        let taps = &mut self.taps;
+        if let Some(capture) = self.request_body.as_mut() {
+            capture.abandon(&mut |piece| tell(taps, Direction::Upstream, piece));
+        }
+        if let Some(capture) = self.response_body.as_mut() {
+            capture.abandon(&mut |piece| tell(taps, Direction::Downstream, piece));
+        }
         if let (Some(capture), Some(request)) = (self.request_body.take(), flow.request.as_mut()) {
             request.body = capture.into_record();
         }

@@ -167,6 +167,24 @@ impl BodyCapture {
         }
     }
 
+    /// The body broke off before its end: decodes what the decoder still
+    /// holds (the last partial block of a br body), so every byte that
+    /// arrived is observed; the record stays incomplete. Does nothing after
+    /// [`finish`](Self::finish).
+    pub fn abandon(&mut self, observe: &mut dyn FnMut(BodyPiece<'_>)) {
+        let Some(decoder) = self.decoder.as_mut() else {
+            return;
+        };
+        let (kept, record, limits) = (&mut self.kept, &mut self.record, self.limits);
+        let result = decoder.abandon(&mut |piece| {
+            keep(kept, record, limits, piece);
+            observe(BodyPiece::Bytes(piece));
+        });
+        if let Err(err) = result {
+            self.fail(err);
+        }
+    }
+
     /// The record as it stands (for a body that never finished, too).
     pub fn into_record(mut self) -> BodyRecord {
         self.record.captured = self.kept.freeze();
@@ -301,6 +319,41 @@ mod tests {
         assert_eq!(record.wire_size, wire.len() as u64);
         assert_eq!(record.content_encoding, vec!["gzip"]);
         assert!(!record.truncated);
+    }
+
+    /// A br body that breaks off: what arrived is still decoded and
+    /// observed (the decompressor only sees whole blocks while the body
+    /// goes on), and the record says the body is incomplete.
+    #[test]
+    fn a_broken_off_br_body_is_decoded_as_far_as_it_arrived() {
+        let body: Vec<u8> = (0..200u32)
+            .flat_map(|i| format!("{{\"seq\":{},\"t\":{}}}", i * 7919 % 1000, i * i).into_bytes())
+            .collect();
+        let mut enc = brotli::CompressorWriter::new(Vec::new(), 4096, 5, 22);
+        enc.write_all(&body).expect("brotli into a Vec");
+        let wire = enc.into_inner();
+        let arrived = &wire[..wire.len() - 1];
+        let mut cap = BodyCapture::new(Some("br"), CaptureLimits::default());
+        let mut seen = Vec::new();
+        let observe = |seen: &mut Vec<u8>, p: BodyPiece<'_>| {
+            if let BodyPiece::Bytes(p) = p {
+                seen.extend_from_slice(p);
+            }
+        };
+        cap.push(arrived, &mut |p| observe(&mut seen, p));
+        assert!(seen.is_empty(), "a partial block waits for more");
+        cap.abandon(&mut |p| observe(&mut seen, p));
+        let record = cap.into_record();
+        assert!(
+            seen.len() > body.len() / 2,
+            "{} of {} bytes",
+            seen.len(),
+            body.len()
+        );
+        assert!(body.starts_with(&seen));
+        assert_eq!(&record.captured[..], &seen[..]);
+        assert!(!record.complete);
+        assert_eq!(record.decode_error, None);
     }
 
     /// Regression: once decoding stopped, the remaining wire bytes were

@@ -5,6 +5,14 @@
 //! next stage, and finally through an output limiter to the caller; nothing
 //! ever holds a whole body.
 //!
+//! The result depends only on the bytes, not on how the network cut them.
+//! For brotli that takes one measure: its decompressor judges some damaged
+//! streams differently depending on how much input each call is given (its
+//! fast path, taken while enough input is at hand, skips a block-length
+//! check that its careful path makes), so a br stage hands it input in
+//! [`BROTLI_BLOCK`]-byte blocks whatever the pushes were, the last one at
+//! [`StreamDecoder::finish`].
+//!
 //! # Memory
 //!
 //! Bounded per decoder whatever the body size or compression ratio: each
@@ -13,7 +21,8 @@
 //! of ring buffer (the RFC 7932 maximum: the non-standard 1 GiB "large
 //! window" extension is off, such streams are Corrupt) plus some hundred KiB
 //! of tables; zstd at most 8 MiB of window ([`ZSTD_WINDOW_LOG_MAX`], larger
-//! frames are Corrupt) plus about 300 KiB. With [`MAX_CODINGS`] stages the
+//! frames are Corrupt) plus about 300 KiB, and a br stage's input block
+//! ([`BROTLI_BLOCK`]). With [`MAX_CODINGS`] stages the
 //! worst case is about 50 MiB (three br stages). Brotli and zstd size their
 //! buffers from the stream, so small bodies cost far less, and all of it is
 //! freed as soon as the decoder fails or finishes.
@@ -25,6 +34,10 @@ use zstd::stream::raw::{DParameter, Decoder as ZstdDecoder, InBuffer, Operation,
 
 /// Size of each stage's output buffer, so the largest chunk handed to `out`.
 pub const SCRATCH_LEN: usize = 16 * 1024;
+
+/// Input a br stage gathers before its decompressor sees any of it (see the
+/// module docs): at most this much of a br body waits for the next push.
+pub const BROTLI_BLOCK: usize = 4096;
 
 /// Most codings one decoder will stack. Real servers send one, rarely two
 /// (misconfigured double compression); each stage may hold a multi-MiB
@@ -162,10 +175,11 @@ type Sink<'a> = dyn FnMut(&[u8]) -> Result<(), DecodeError> + 'a;
 /// as bytes are pushed.
 ///
 /// Each [`push`](Self::push) decodes everything its input allows and hands
-/// all of it to `out` before returning; nothing is held back, so
-/// [`finish`](Self::finish) only checks that every stream was complete. A
-/// body of zero bytes is fine for every coding: servers routinely label
-/// empty 204/304/HEAD bodies with a Content-Encoding.
+/// all of it to `out` before returning, except for the last partial
+/// [`BROTLI_BLOCK`] of a br stage's input; [`finish`](Self::finish)
+/// decodes that and checks that every stream was complete. A body of zero
+/// bytes is fine for every coding: servers routinely label empty
+/// 204/304/HEAD bodies with a Content-Encoding.
 pub struct StreamDecoder {
     /// In decoding order (`[0]` undoes the coding applied last); `None`
     /// after an `Err` or `finish`, which frees the (possibly multi-MiB)
@@ -214,21 +228,7 @@ impl StreamDecoder {
         let Some(stages) = self.stages.as_mut() else {
             return Ok(());
         };
-        let (max, emitted) = (self.max_output, &mut self.emitted);
-        // The limiter, last in the chain: a chunk that would pass `max` is
-        // cut there, and the `Err` stops every stage above it at once.
-        let mut limit = |chunk: &[u8]| {
-            let room = usize::try_from(max.saturating_sub(*emitted)).unwrap_or(usize::MAX);
-            let keep = chunk.get(..room).unwrap_or(chunk);
-            if !keep.is_empty() {
-                out(keep);
-            }
-            *emitted += keep.len() as u64;
-            let whole = keep.len() == chunk.len();
-            whole
-                .then_some(())
-                .ok_or(DecodeError::OutputLimit { limit: max })
-        };
+        let mut limit = limiter(self.max_output, &mut self.emitted, out);
         let result = match self.setup_error.take() {
             Some(error) => Err(error),
             None if input.is_empty() => Ok(()),
@@ -240,26 +240,66 @@ impl StreamDecoder {
         result
     }
 
-    /// Signals end of input; flushes; reports Truncated if the compressed
-    /// stream ended early (naming the outermost incomplete coding).
-    ///
-    /// Every push already drained all stages, so nothing is left to emit;
-    /// `out` is taken so callers need not rely on that. A second `finish`,
-    /// or one on a failed decoder, returns Ok(()).
+    /// Signals end of input: decodes what br stages still hold (handing it
+    /// to `out`), then reports Truncated if a compressed stream ended early
+    /// (naming the outermost incomplete coding). A second `finish`, or one
+    /// on a failed decoder, returns Ok(()).
     pub fn finish(&mut self, out: &mut dyn FnMut(&[u8])) -> Result<(), DecodeError> {
-        let _ = out;
-        let Some(stages) = self.stages.take() else {
+        self.drain(out, true)
+    }
+
+    /// The body broke off: decodes what br stages still hold, as far as it
+    /// goes, without asking whether the streams were complete (the caller
+    /// knows they were not). Otherwise like [`finish`](Self::finish).
+    pub fn abandon(&mut self, out: &mut dyn FnMut(&[u8])) -> Result<(), DecodeError> {
+        self.drain(out, false)
+    }
+
+    fn drain(&mut self, out: &mut dyn FnMut(&[u8]), check: bool) -> Result<(), DecodeError> {
+        let Some(mut stages) = self.stages.take() else {
             return Ok(());
         };
-        match self.setup_error.take() {
-            Some(error) => Err(error),
-            None => stages.iter().try_for_each(Stage::finish),
+        if let Some(error) = self.setup_error.take() {
+            return Err(error);
         }
+        let mut limit = limiter(self.max_output, &mut self.emitted, out);
+        // Outermost first: what a stage still holds goes into the stages
+        // after it before they are asked whether they are complete.
+        let mut rest = &mut stages[..];
+        while let Some((stage, after)) = rest.split_first_mut() {
+            stage.end_of_input(&mut |chunk| feed(after, chunk, &mut limit))?;
+            if check {
+                stage.finish()?;
+            }
+            rest = after;
+        }
+        Ok(())
     }
 
     /// Decoded bytes emitted so far.
     pub fn output_len(&self) -> u64 {
         self.emitted
+    }
+}
+
+/// The end of the chain: a chunk that would pass `max` is cut there, and
+/// the `Err` stops every stage above it at once.
+fn limiter<'a>(
+    max: u64,
+    emitted: &'a mut u64,
+    out: &'a mut dyn FnMut(&[u8]),
+) -> impl FnMut(&[u8]) -> Result<(), DecodeError> + 'a {
+    move |chunk: &[u8]| {
+        let room = usize::try_from(max.saturating_sub(*emitted)).unwrap_or(usize::MAX);
+        let keep = chunk.get(..room).unwrap_or(chunk);
+        if !keep.is_empty() {
+            out(keep);
+        }
+        *emitted += keep.len() as u64;
+        let whole = keep.len() == chunk.len();
+        whole
+            .then_some(())
+            .ok_or(DecodeError::OutputLimit { limit: max })
     }
 }
 
@@ -327,6 +367,18 @@ impl Stage {
                 (0, 0, _) => return Err(corrupt(self.coding, STALLED)),
                 _ => {}
             }
+        }
+    }
+
+    /// Decodes what the codec still holds (a br stage's last partial
+    /// block), handing the output to `sink`.
+    fn end_of_input(&mut self, sink: &mut Sink<'_>) -> Result<(), DecodeError> {
+        match &mut self.codec {
+            Codec::Brotli(c) if !c.held.is_empty() => {
+                c.feeding = true;
+                self.push(&[], sink)
+            }
+            _ => Ok(()),
         }
     }
 
@@ -531,21 +583,46 @@ impl Inflate {
     }
 }
 
-/// Brotli (RFC 7932) through the decompressor's low-level stream API.
+/// Brotli (RFC 7932) through the decompressor's low-level stream API, fed
+/// in [`BROTLI_BLOCK`]-byte blocks.
 #[derive(Default)]
 struct Brotli {
-    /// Created with the first input byte: an empty body allocates nothing.
+    /// Created with the first block: an empty body allocates nothing.
     state: Option<Box<BrotliState<StandardAlloc, StandardAlloc, StandardAlloc>>>,
     ended: bool,
+    /// Input gathered for the next block; while `feeding`, the block being
+    /// decoded, of which the first `fed` bytes were used.
+    held: Vec<u8>,
+    feeding: bool,
+    fed: usize,
 }
 
 impl Brotli {
+    /// Decodes the current block if there is one (returning 0: no new
+    /// input used) until it yields output or is used up; then gathers
+    /// `input` into the next block, which starts being decoded once full.
     fn step(&mut self, input: &[u8], out: &mut [u8], made: &mut usize) -> Result<usize, String> {
+        if self.feeding {
+            self.decode_block(out, made)?;
+            if *made > 0 {
+                return Ok(0);
+            }
+        }
         match (self.ended, input) {
             (true, []) => return Ok(0),
             (true, _) => return Err(TRAILING.into()),
             _ => {}
         }
+        let take = input.len().min(BROTLI_BLOCK - self.held.len());
+        self.held.extend_from_slice(&input[..take]);
+        self.feeding = self.held.len() == BROTLI_BLOCK;
+        Ok(take)
+    }
+
+    /// One decompressor call on the rest of the current block; the block
+    /// is done (and cleared) once the call has used all of it.
+    fn decode_block(&mut self, out: &mut [u8], made: &mut usize) -> Result<(), String> {
+        let block = &self.held[self.fed..];
         let state = self.state.get_or_insert_with(|| {
             let a = StandardAlloc::default;
             let mut state = BrotliState::new(a(), a(), a());
@@ -554,23 +631,36 @@ impl Brotli {
             state.large_window = false;
             Box::new(state)
         });
-        let (mut avail_in, mut used, mut avail_out, mut total) = (input.len(), 0, out.len(), 0);
+        let (mut avail_in, mut used, mut avail_out, mut total) = (block.len(), 0, out.len(), 0);
         let result = BrotliDecompressStream(
             &mut avail_in,
             &mut used,
-            input,
+            block,
             &mut avail_out,
             made,
             out,
             &mut total,
             state,
         );
+        // Output still waiting inside the decompressor keeps the block
+        // current, used up or not, so the next call drains it.
+        let mut pending = false;
         match result {
             BrotliResult::ResultSuccess => self.ended = true,
             BrotliResult::ResultFailure => return Err(format!("{:?}", state.error_code)),
-            BrotliResult::NeedsMoreInput | BrotliResult::NeedsMoreOutput => {}
+            BrotliResult::NeedsMoreOutput => pending = true,
+            BrotliResult::NeedsMoreInput => {}
         }
-        Ok(used)
+        self.fed += used;
+        if self.ended && self.fed < self.held.len() {
+            return Err(TRAILING.into());
+        }
+        if self.ended || (self.fed == self.held.len() && !pending) {
+            self.held.clear();
+            self.feeding = false;
+            self.fed = 0;
+        }
+        Ok(())
     }
 }
 
