@@ -136,6 +136,14 @@ impl Backlog {
     }
 }
 
+struct CloseOnExit(Arc<Backlog>);
+
+impl Drop for CloseOnExit {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// Sending half of the session channel. Cheap to clone.
 #[derive(Clone)]
 pub struct SessionTx {
@@ -193,8 +201,10 @@ impl SinkHub {
         let thread = thread::Builder::new()
             .name("leakscope-sinks".into())
             .spawn(move || {
+                // Closed however the thread ends (a panicking sink too), so
+                // no sender waits for room that will never come.
+                let _closed = CloseOnExit(drains.clone());
                 run_sinks(rx, sinks, filter, &drains);
-                drains.close();
             })
             .expect("spawning the sink thread (out of threads?)");
         SinkHub {
@@ -420,6 +430,30 @@ mod tests {
         hub.close();
         assert_eq!(*seen.lock().unwrap(), ids);
         assert_eq!(backlog.load(), (0, 0));
+    }
+
+    struct Panics;
+
+    impl Sink for Panics {
+        fn name(&self) -> &'static str {
+            "panics"
+        }
+        fn handle(&mut self, _: &SessionEvent) -> std::io::Result<()> {
+            panic!("a sink bug");
+        }
+    }
+
+    /// The first flow kills the writer with its bytes still counted; the
+    /// next would wait for room forever if the dead writer did not close
+    /// the queue.
+    #[test]
+    fn a_writer_that_dies_leaves_no_sender_waiting() {
+        let hub = SinkHub::start_filtered(vec![Box::new(Panics)], None, 1_500);
+        let tx = hub.sender();
+        for _ in 0..3 {
+            tx.send(SessionEvent::FlowDone(Arc::new(flow_with_body(1_000))));
+        }
+        hub.close();
     }
 
     #[test]
