@@ -154,17 +154,7 @@ impl BodyCapture {
     /// Marks the end of the body: flushes the decoder.
     pub fn finish(&mut self, observe: &mut dyn FnMut(BodyPiece<'_>)) {
         self.record.complete = true;
-        let Some(decoder) = self.decoder.as_mut() else {
-            return;
-        };
-        let (kept, record, limits) = (&mut self.kept, &mut self.record, self.limits);
-        let result = decoder.finish(&mut |piece| {
-            keep(kept, record, limits, piece);
-            observe(BodyPiece::Bytes(piece));
-        });
-        if let Err(err) = result {
-            self.fail(err);
-        }
+        self.end(observe, StreamDecoder::finish);
     }
 
     /// The body broke off before its end: decodes what the decoder still
@@ -172,11 +162,16 @@ impl BodyCapture {
     /// arrived is observed; the record stays incomplete. Does nothing after
     /// [`finish`](Self::finish).
     pub fn abandon(&mut self, observe: &mut dyn FnMut(BodyPiece<'_>)) {
+        self.end(observe, StreamDecoder::abandon);
+    }
+
+    /// Ends the decoder the given way, keeping and observing its output.
+    fn end(&mut self, observe: &mut dyn FnMut(BodyPiece<'_>), how: EndDecoder) {
         let Some(decoder) = self.decoder.as_mut() else {
             return;
         };
         let (kept, record, limits) = (&mut self.kept, &mut self.record, self.limits);
-        let result = decoder.abandon(&mut |piece| {
+        let result = how(decoder, &mut |piece| {
             keep(kept, record, limits, piece);
             observe(BodyPiece::Bytes(piece));
         });
@@ -232,6 +227,9 @@ impl BodyCapture {
         self.decoder = None;
     }
 }
+
+/// [`StreamDecoder::finish`] or [`StreamDecoder::abandon`].
+type EndDecoder = fn(&mut StreamDecoder, &mut dyn FnMut(&[u8])) -> Result<(), DecodeError>;
 
 /// Appends `piece` to the kept prefix, respecting the body limit.
 fn keep(kept: &mut BytesMut, record: &mut BodyRecord, limits: CaptureLimits, piece: &[u8]) {
