@@ -120,7 +120,10 @@ impl Backlog {
     fn release(&self, bytes: u64) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.queued = state.queued.saturating_sub(bytes);
-        self.drained.notify_all();
+        // A wake-up is a system call: only when a sender is waiting.
+        if state.waiting > 0 {
+            self.drained.notify_all();
+        }
     }
 
     fn close(&self) {
