@@ -324,3 +324,45 @@ impl Drop for LiveState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{Sink, SinkHub};
+    use std::io::Write;
+
+    struct Flows(Arc<Mutex<Vec<Arc<Flow>>>>);
+
+    impl Sink for Flows {
+        fn name(&self) -> &'static str {
+            "flows"
+        }
+        fn handle(&mut self, event: &SessionEvent) -> std::io::Result<()> {
+            if let SessionEvent::FlowDone(flow) = event {
+                self.0.lock().unwrap().push(flow.clone());
+            }
+            Ok(())
+        }
+    }
+
+    /// A br request body that breaks off (no `body_end`) is recorded as far
+    /// as it arrived, though the decoder held its last partial block.
+    #[test]
+    fn a_flow_that_ends_mid_body_records_what_its_decoder_held() {
+        let body = b"imei=490154203237518&oaid=3f8a2c1be47d9a05&".repeat(20);
+        let mut enc = brotli::CompressorWriter::new(Vec::new(), 4096, 5, 22);
+        enc.write_all(&body).unwrap();
+        let wire = enc.into_inner();
+        let flows = Arc::new(Mutex::new(Vec::new()));
+        let hub = SinkHub::start(vec![Box::new(Flows(flows.clone()))]);
+        let pipeline = Pipeline::new(Vec::new(), CaptureLimits::default(), hub.sender());
+        let live = pipeline.open(Flow::posted(b""), Some("br"));
+        live.request_chunk(&wire[..wire.len() - 1]);
+        drop(live);
+        hub.close();
+        let flows = flows.lock().unwrap();
+        let captured = &flows[0].request.as_ref().unwrap().body.captured;
+        assert!(!captured.is_empty());
+        assert!(body.starts_with(captured));
+    }
+}

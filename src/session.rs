@@ -357,20 +357,7 @@ mod tests {
 
     /// A completed flow holding `bytes` captured request-body bytes.
     fn flow_with_body(bytes: usize) -> Flow {
-        let mut flow = Flow::new(FlowKind::Http, "127.0.0.1:1".parse().unwrap());
-        flow.request = Some(crate::flow::RequestRecord {
-            method: "POST".into(),
-            url: "http://127.0.0.1/".into(),
-            host: "127.0.0.1".into(),
-            port: 80,
-            http_version: "HTTP/1.1".into(),
-            headers: Vec::new(),
-            body: crate::flow::BodyRecord {
-                captured: vec![b'x'; bytes].into(),
-                ..Default::default()
-            },
-        });
-        flow
+        Flow::posted(&vec![b'x'; bytes])
     }
 
     /// Holds the first flow until released; records every flow's id.

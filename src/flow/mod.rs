@@ -297,6 +297,26 @@ impl Flow {
         }
     }
 
+    /// A POST to a loopback origin whose record holds `captured` as its
+    /// request body, for tests of what carries flows.
+    #[cfg(test)]
+    pub(crate) fn posted(captured: &[u8]) -> Flow {
+        let mut flow = Flow::new(FlowKind::Http, "127.0.0.1:1".parse().expect("an address"));
+        flow.request = Some(RequestRecord {
+            method: "POST".into(),
+            url: "http://127.0.0.1/".into(),
+            host: "127.0.0.1".into(),
+            port: 80,
+            http_version: "HTTP/1.1".into(),
+            headers: Vec::new(),
+            body: BodyRecord {
+                captured: captured.to_vec().into(),
+                ..Default::default()
+            },
+        });
+        flow
+    }
+
     /// Captured payload bytes the record holds (bodies and WebSocket
     /// messages): what it costs to keep the record queued.
     pub fn captured_bytes(&self) -> u64 {
