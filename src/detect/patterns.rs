@@ -495,6 +495,8 @@ impl PatternStream<'_> {
     }
 }
 
+#[path = "patterns_blocks.rs"]
+mod blocks;
 #[path = "patterns_context.rs"]
 mod context;
 #[path = "patterns_prepass.rs"]

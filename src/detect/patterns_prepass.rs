@@ -1,22 +1,22 @@
-//! The pre-pass of [`super::PatternStream`]: one table-driven walk over the
-//! bytes that stops only where some rule may start a match, so a rule's
-//! regex runs on a handful of candidates instead of over every byte.
+//! The pre-pass of [`super::PatternStream`]: checks, cheapest first, at
+//! the few positions where some rule may start a match, so a rule's regex
+//! runs on a handful of candidates instead of over every byte.
 //!
-//! Each rule the shape analysis describes ([`super::shape`]) gets one bit
-//! of a 64-bit mask. At each position the walk ANDs two table entries:
-//! rules whose match can start with this byte, and rules whose
-//! `boundary_before` does not refuse the byte before (decoded when it ends
-//! a `%XX` escape, as [`super::blocked_before`] does). A digit run is then a
-//! candidate for the digit rules at its first byte only, a word for the
-//! word rules at its start only, and so on. Surviving bits go through
-//! table lookups of the next [`EARLY`] bytes (each must be in the rule's
-//! alphabet while its shortest match goes on), then the rule's required
-//! byte (looked for once per stretch of text, not per candidate), the
-//! length of its alphabet run, the key before the candidate (the dearest
-//! check, so the last) and finally the regex itself, anchored there.
+//! The positions come from the block filter ([`super::blocks`]), which
+//! reads 64 bytes at a time. Each rule the shape analysis describes
+//! ([`super::shape`]) gets one bit of a 64-bit mask. At each position two
+//! table entries are ANDed: rules whose match can start with this byte,
+//! and rules whose `boundary_before` does not refuse the byte before
+//! (decoded when it ends a `%XX` escape, as [`super::blocked_before`]
+//! does). Surviving bits go through table lookups of the next [`EARLY`]
+//! bytes (each must be in the rule's alphabet while its shortest match
+//! goes on), then the rule's required byte (looked for once per stretch of
+//! text, not per candidate), the key before the candidate, the length of
+//! its alphabet run, and finally the regex itself, anchored there.
 
 use regex::bytes::Regex as BytesRegex;
 
+use super::blocks::{BlockFilter, RuleNeeds};
 use super::shape::{ByteSet, shape};
 use super::{ByteClass, MAX_MATCH_LEN, escaped_before};
 
@@ -64,6 +64,8 @@ pub(super) struct Prepass {
     /// followed to decide them.
     alphabet_rules: Vec<u64>,
     alphabet_need: Vec<usize>,
+    /// Names the positions worth the checks.
+    filter: BlockFilter,
 }
 
 /// Where the alphabets' runs from one candidate end, and where the
@@ -134,7 +136,9 @@ impl Prepass {
             class: Box::new([0; 256]),
             alphabet_rules: Vec::new(),
             alphabet_need: Vec::new(),
+            filter: BlockFilter::new(&[]),
         };
+        let mut needs = Vec::new();
         for (index, (pattern, before, after)) in rules.enumerate() {
             if pre.fast.len() == 64 {
                 break;
@@ -163,6 +167,16 @@ impl Prepass {
                         pre.start[usize::from(b)] |= bit;
                     }
                 }
+                needs.push(RuleNeeds {
+                    alphabet: shape.alphabet,
+                    min_len: shape.min_len,
+                    refused_before: ByteSet(std::array::from_fn(|k| {
+                        (0..64u8).fold(0, |w, i| {
+                            w | u64::from(before.contains(64 * k as u8 + i)) << i
+                        })
+                    })),
+                    required: shape.required.map(|r| (r.set, r.within.min(MAX_MATCH_LEN))),
+                });
             }
             for b in 0..=255u8 {
                 if !before.contains(b) {
@@ -204,6 +218,7 @@ impl Prepass {
                 required,
             });
         }
+        pre.filter = BlockFilter::new(&needs);
         pre
     }
 
@@ -238,9 +253,11 @@ impl Prepass {
 
     /// Calls `on(p, mask)` for each position `p` in `from..to` where the
     /// rules in `mask` may start a match. `key_allows(p, m)` gives the
-    /// rules of `m` the key before `p` allows; it is asked only about positions that
-    /// pass the cheaper checks. `buf[0]` is the message's first byte when
-    /// `from` is 0; otherwise `buf[from - 3..from]` is there.
+    /// rules of `m` the key before `p` allows, judging each rule on its own
+    /// (so asking early or late changes only the cost); it is asked only
+    /// about positions that pass the cheaper checks. `buf[0]` is the
+    /// message's first byte when `from` is 0; otherwise `buf[from - 3..from]`
+    /// is there.
     pub fn candidates(
         &self,
         buf: &[u8],
@@ -276,34 +293,17 @@ impl Prepass {
             self.check(buf, 0, m, &mut checks, &mut on);
             from = 1;
         }
-        if from >= to {
-            return;
-        }
-        // Positions three bytes after a `%`, where the byte before may be
-        // an escape's: rare, so found apart from the walk.
-        let lo = from.saturating_sub(3);
-        let mut escapes = memchr::memchr_iter(b'%', &buf[lo..to])
-            .map(|i| lo + i + 3)
-            .filter(|&p| p >= from);
-        let mut next_escape = escapes.next().unwrap_or(usize::MAX);
-        let mut prev = buf[from - 1];
-        for (k, &b) in buf[from..to].iter().enumerate() {
-            let p = from + k;
-            let mut m = start[usize::from(b)] & not_before[usize::from(prev)];
-            prev = b;
-            if p == next_escape {
-                if let Some(decoded) = escaped_before(buf, p) {
-                    m = start[usize::from(b)] & not_before[usize::from(decoded)];
-                }
-                next_escape = escapes.next().unwrap_or(usize::MAX);
-            }
+        self.filter.positions(buf, from, to, |p| {
+            let b = usize::from(buf[p]);
+            let before = escaped_before(buf, p).unwrap_or(buf[p - 1]);
+            let mut m = start[b] & not_before[usize::from(before)];
             if m != 0 {
                 m = early(p, m);
                 if m != 0 {
                     self.check(buf, p, m, &mut checks, &mut on);
                 }
             }
-        }
+        });
     }
 
     /// The checks after the table lookups, cheapest first; calls `on`
@@ -322,6 +322,13 @@ impl Prepass {
                 return;
             }
         }
+        // The key before `p`, though a lookup of its own, costs less than
+        // following the runs of a hex digest to its end, and most of the
+        // positions here are digests and ids under keys that name no kind.
+        m = (checks.key_allows)(p, m);
+        if m == 0 {
+            return;
+        }
         let runs = self.runs(buf, p, m);
         let mut ok = 0u64;
         let mut rest = m;
@@ -339,10 +346,6 @@ impl Prepass {
             if fits {
                 ok |= 1 << bit;
             }
-        }
-        // The key before `p` costs more than the walk: asked last.
-        if ok != 0 {
-            ok = (checks.key_allows)(p, ok);
         }
         if ok != 0 {
             on(p, ok);

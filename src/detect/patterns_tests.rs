@@ -394,6 +394,14 @@ fn shapes_describe_what_a_regex_can_match() {
     let req = s.required.unwrap();
     assert!(req.set.contains(b'@') && req.set.contains(b'%') && !req.set.contains(b'a'));
     assert_eq!((req.within, s.max_len), (64, None));
+    // The embedded e-mail rule: its `@`, within 64 bytes, is preferred to
+    // the rarer-looking `.` of its top-level domain, hundreds of bytes on.
+    let email = SCANNER.scan.iter().map(|s| s.rule.regex.as_str());
+    let email = email.filter(|r| r.contains("%40")).collect::<Vec<_>>();
+    assert_eq!(email.len(), 1);
+    let req = shape::shape(email[0]).unwrap().required.unwrap();
+    assert!(req.set.contains(b'@') && !req.set.contains(b'.'));
+    assert_eq!(req.within, 64);
     let s = shape::shape("(?P<x>ab|c)d[^0-9]é").unwrap();
     assert_eq!((s.min_len, s.max_len), (5, Some(9)));
     assert!(s.alphabet.contains(0xc3) && s.alphabet.contains(b'Z'));
@@ -477,6 +485,10 @@ fn traffic() -> impl Strategy<Value = String> {
         "oaid:",
         "<bssid>",
         "\"lat\" : [ ",
+        // Runs longer than the block filter's 64-byte blocks.
+        "9e107d9d372bb6826bd81d3542a419d6e4d909c290d0fb1ca068ffaddf22cbd0",
+        "first.last_name-with.many.parts_and_more_letters_than_sixty_four_bytes",
+        "12345678901234567890123456789012345678901234567890123456789012345678",
     ]);
     proptest::collection::vec(piece, 0..24).prop_map(|v| v.concat())
 }

@@ -1,0 +1,337 @@
+//! The block filter in front of the pre-pass's per-position checks
+//! ([`super::prepass`]): it reads the bytes 64 at a time and names the few
+//! positions where some rule's shortest match fits at all, so the checks
+//! never look at the rest.
+//!
+//! Per block it builds one bitmap per byte set the rules need (bit `i` set
+//! when byte `i` of the block is in the set), from two 256-entry class
+//! tables and a bit transpose. Rules are grouped by alphabet, and each
+//! half block is judged through a 64-bit window that looks 32 bytes on. A
+//! position can start a match of a group's rule only where
+//!
+//! - the alphabet run from it is at least the group's shortest match long
+//!   (a digit rule needs 13 digits, an e-mail 6 bytes of its alphabet);
+//! - the run holds a byte of the group's required set (the `@` or `%` of an
+//!   e-mail, the `.` of a package name) within its reach, when every rule of
+//!   the group has one;
+//! - the byte before is not one every rule of the group refuses before a
+//!   match (digit and hex rules match whole runs, an e-mail starts at a
+//!   word's start), unless the position follows a `%XX` escape, whose
+//!   decoded byte is what the boundary sees.
+//!
+//! Each of these is implied by the checks the pre-pass makes anyway, so
+//! the filter only ever removes positions where no rule could report: it is
+//! a sound over-approximation, held to the plain search by the pre-pass's
+//! property test. Where the window is too short to decide (a shortest match
+//! or a required byte more than [`HALF`] bytes on), it keeps the position:
+//! a run that long is rare. A rule set needing more than [`SLOTS`] byte
+//! sets gets no filter: every position is checked.
+
+use super::shape::ByteSet;
+
+/// Bytes per block, and bits per bitmap.
+const BLOCK: usize = 64;
+/// Positions judged per window: the window's other half is look-ahead.
+const HALF: usize = BLOCK / 2;
+/// Byte sets one filter follows, eight per class table.
+const SLOTS: usize = 16;
+const PLANES: usize = SLOTS / 8;
+
+/// What a rule needs at a position for a match to start there.
+pub(super) struct RuleNeeds {
+    pub alphabet: ByteSet,
+    pub min_len: usize,
+    /// Bytes the rule refuses right before a match.
+    pub refused_before: ByteSet,
+    /// A byte set every match holds at an offset of at most the number.
+    pub required: Option<(ByteSet, usize)>,
+}
+
+/// The rules of one alphabet, and what every one of them needs (as slots
+/// of [`BlockFilter::sets`]).
+struct Group {
+    alphabet: usize,
+    /// The shifts [`at_least`] makes for the group's shortest match (at
+    /// most `HALF + 1` bytes, which the window can still see).
+    min_len_shifts: [u32; 6],
+    /// Bytes every rule of the group refuses right before a match (or a
+    /// subset of them).
+    refused_before: Option<usize>,
+    /// The required set, and its reach (at most `HALF - 1`).
+    required: Option<(usize, usize)>,
+    /// The required byte may lie beyond the window's reach: a run longer
+    /// than the window's half passes.
+    long_runs_pass: bool,
+}
+
+/// Names the positions where a rule may start; see the module docs.
+pub(super) struct BlockFilter {
+    /// Bit `j` of `class[b]`: byte `b` is in set `j`.
+    class: Box<[u16; 256]>,
+    sets: Vec<ByteSet>,
+    groups: Vec<Group>,
+    /// Too many sets: every position is a candidate.
+    every_position: bool,
+}
+
+impl BlockFilter {
+    pub fn new(rules: &[RuleNeeds]) -> BlockFilter {
+        let mut f = BlockFilter {
+            class: Box::new([0; 256]),
+            sets: Vec::new(),
+            groups: Vec::new(),
+            every_position: false,
+        };
+        let mut alphabets: Vec<ByteSet> = Vec::new();
+        for r in rules {
+            if !alphabets.contains(&r.alphabet) {
+                alphabets.push(r.alphabet);
+            }
+        }
+        // Alphabets and required sets first: a refused set can then often
+        // make do with one of them, which is a subset of it.
+        let mut refused = Vec::new();
+        for alphabet in alphabets {
+            let members: Vec<&RuleNeeds> =
+                rules.iter().filter(|r| r.alphabet == alphabet).collect();
+            let required = common_required(&members);
+            refused.push(members.iter().fold(ByteSet([u64::MAX; 4]), |all, r| {
+                all.intersect(r.refused_before)
+            }));
+            let group = Group {
+                alphabet: f.slot(alphabet),
+                // A match is never empty, so its first byte is in the alphabet.
+                min_len_shifts: run_shifts(
+                    members
+                        .iter()
+                        .map(|r| r.min_len)
+                        .min()
+                        .unwrap_or(1)
+                        .clamp(1, HALF + 1),
+                ),
+                refused_before: None,
+                required: required.map(|(set, within)| (f.slot(set), within.min(HALF - 1))),
+                long_runs_pass: required.is_some_and(|(_, within)| within >= HALF),
+            };
+            f.groups.push(group);
+        }
+        for (g, set) in refused.into_iter().enumerate() {
+            f.groups[g].refused_before = f.subset_slot(set);
+        }
+        if f.sets.len() > SLOTS {
+            f.every_position = true;
+            f.groups.clear();
+        }
+        f
+    }
+
+    /// The index of `set` among the followed sets, added if new.
+    fn slot(&mut self, set: ByteSet) -> usize {
+        if let Some(i) = self.sets.iter().position(|s| *s == set) {
+            return i;
+        }
+        let j = self.sets.len();
+        self.sets.push(set);
+        if j < SLOTS {
+            for b in 0..=255u8 {
+                if set.contains(b) {
+                    self.class[usize::from(b)] |= 1 << j;
+                }
+            }
+        }
+        j
+    }
+
+    /// A slot for `set`, or for the largest followed set inside it (a
+    /// weaker test, but no new bitmap); `None` for the empty set.
+    fn subset_slot(&mut self, set: ByteSet) -> Option<usize> {
+        if set == ByteSet::default() {
+            return None;
+        }
+        let inside = self
+            .sets
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s != ByteSet::default() && s.intersect(set) == **s)
+            .max_by_key(|(_, s)| s.count());
+        Some(match inside {
+            Some((j, _)) => j,
+            None => self.slot(set),
+        })
+    }
+
+    /// Calls `visit(p)`, in order, for each position `p` in `from..to`
+    /// where some rule may start a match. `from` must be at least 1: the
+    /// byte before each position is read.
+    pub fn positions(&self, buf: &[u8], from: usize, to: usize, mut visit: impl FnMut(usize)) {
+        let to = to.min(buf.len());
+        if from >= to {
+            return;
+        }
+        debug_assert!(from >= 1);
+        if self.every_position {
+            (from..to).for_each(visit);
+            return;
+        }
+        // Positions three bytes after a `%`, where the byte the boundary
+        // sees may be an escape's.
+        let lo = from.saturating_sub(3);
+        let mut escapes = memchr::memchr_iter(b'%', &buf[lo..to])
+            .map(|i| lo + i + 3)
+            .filter(|&p| p >= from)
+            .peekable();
+        let mut next = self.bitmaps(buf, from);
+        let mut base = from;
+        while base < to {
+            let cur = next;
+            next = self.bitmaps(buf, base + BLOCK);
+            let mut escaped = 0u64;
+            while let Some(&p) = escapes.peek().filter(|&&p| p < base + BLOCK) {
+                escaped |= 1 << (p - base);
+                escapes.next();
+            }
+            for half in [0, HALF] {
+                let at = base + half;
+                if at >= to {
+                    break;
+                }
+                let window: [u64; SLOTS] = if half == 0 {
+                    cur
+                } else {
+                    std::array::from_fn(|j| cur[j] >> HALF | next[j] << HALF)
+                };
+                let before = self.class[usize::from(buf[at - 1])];
+                let mut cand = 0u64;
+                for g in &self.groups {
+                    cand |= g.candidates(&window, before, escaped >> half);
+                }
+                cand &= (1 << HALF.min(to - at)) - 1;
+                while cand != 0 {
+                    visit(at + cand.trailing_zeros() as usize);
+                    cand &= cand - 1;
+                }
+            }
+            base += BLOCK;
+        }
+    }
+
+    /// One bitmap per followed set for `buf[at..at + BLOCK]`; bytes past
+    /// the end are in no set.
+    fn bitmaps(&self, buf: &[u8], at: usize) -> [u64; SLOTS] {
+        let bytes = buf.get(at..).unwrap_or_default();
+        let bytes = &bytes[..bytes.len().min(BLOCK)];
+        let mut planes = [[0u8; BLOCK]; PLANES];
+        for (i, &b) in bytes.iter().enumerate() {
+            let c = self.class[usize::from(b)];
+            planes[0][i] = c as u8;
+            planes[1][i] = (c >> 8) as u8;
+        }
+        let mut out = [0u64; SLOTS];
+        let used = self.sets.len().div_ceil(8);
+        for (plane, maps) in planes.iter().zip(out.chunks_exact_mut(8)).take(used) {
+            transpose::bit_planes(plane, maps.try_into().expect("8 maps"));
+        }
+        out
+    }
+}
+
+impl Group {
+    /// Positions of the window's first half where a rule of the group may
+    /// start; `before` is the classes of the byte before the window,
+    /// `escaped` the positions after a `%XX`.
+    fn candidates(&self, window: &[u64; SLOTS], before: u16, escaped: u64) -> u64 {
+        let a = window[self.alphabet];
+        let mut c = self.min_len_shifts.iter().fold(a, |run, s| run & run >> s);
+        // Most windows hold no run long enough for most groups.
+        if c == 0 {
+            return 0;
+        }
+        if let Some(x) = self.refused_before {
+            let refused = window[x] << 1 | u64::from(before >> x & 1);
+            c &= !refused | escaped;
+        }
+        if let Some((r, within)) = self.required {
+            let mut near = reaches(a, window[r], within);
+            if self.long_runs_pass {
+                near |= at_least(a, HALF + 1);
+            }
+            c &= near;
+        }
+        c
+    }
+}
+
+/// The required set every rule of a group shares, with the farthest reach
+/// among them; `None` unless all have the same set.
+fn common_required(rules: &[&RuleNeeds]) -> Option<(ByteSet, usize)> {
+    let (set, _) = rules.first()?.required?;
+    let mut reach = 0;
+    for r in rules {
+        let (s, within) = r.required?;
+        if s != set {
+            return None;
+        }
+        reach = reach.max(within);
+    }
+    Some((set, reach))
+}
+
+/// The shifts that make [`at_least`]: `run &= run >> s` for each, where a
+/// shift of 0 changes nothing (so a fixed number of steps, unrolled, serves
+/// every length up to `HALF + 1`).
+fn run_shifts(len: usize) -> [u32; 6] {
+    let mut shifts = [0; 6];
+    let mut have = 1;
+    for s in &mut shifts {
+        if have * 2 <= len {
+            *s = have as u32;
+            have *= 2;
+        } else {
+            // Two runs of `have` bits, `len - have` apart, cover `len` bits.
+            *s = (len - have) as u32;
+            break;
+        }
+    }
+    shifts
+}
+
+/// Bit `p` set when bits `p..p + len` of `a` are all set (`len` ≥ 1).
+fn at_least(a: u64, len: usize) -> u64 {
+    let mut run = a;
+    let mut have = 1;
+    while have * 2 <= len {
+        run &= run >> have;
+        have *= 2;
+    }
+    if have < len {
+        // Two runs of `have` bits, `len - have` apart, cover `len` bits.
+        run &= run >> (len - have);
+    }
+    run
+}
+
+/// Bit `p` set when some `q` in `p..=p + within` has bit `q` of `set` and
+/// bits `p..=q` of `a`.
+fn reaches(a: u64, set: u64, within: usize) -> u64 {
+    let offsets = within + 1;
+    // `hit` covers offsets `0..have`; `run` is `at_least(a, have)`.
+    let (mut hit, mut run, mut have) = (set & a, a, 1);
+    while have * 2 <= offsets {
+        hit |= run & (hit >> have);
+        run &= run >> have;
+        have *= 2;
+    }
+    if have < offsets {
+        // Offsets `0..have` and `rest..rest + have` cover `0..offsets`.
+        let rest = offsets - have;
+        hit |= at_least(a, rest) & (hit >> rest);
+    }
+    hit
+}
+
+#[path = "patterns_transpose.rs"]
+mod transpose;
+
+#[cfg(test)]
+#[path = "patterns_blocks_tests.rs"]
+mod tests;

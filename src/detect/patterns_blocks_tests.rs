@@ -1,0 +1,144 @@
+use proptest::prelude::*;
+
+use super::*;
+
+fn set(bytes: &[u8]) -> ByteSet {
+    let mut s = ByteSet::default();
+    for &b in bytes {
+        s.0[usize::from(b >> 6)] |= 1 << (b & 63);
+    }
+    s
+}
+
+const DIGITS: &[u8] = b"0123456789";
+
+fn digits_rule(min_len: usize) -> RuleNeeds {
+    RuleNeeds {
+        alphabet: set(DIGITS),
+        min_len,
+        refused_before: set(DIGITS),
+        required: None,
+    }
+}
+
+fn visited(f: &BlockFilter, buf: &[u8], from: usize, to: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    f.positions(buf, from, to, |p| out.push(p));
+    out
+}
+
+#[test]
+fn only_the_starts_of_long_enough_runs_are_visited() {
+    let f = BlockFilter::new(&[digits_rule(15)]);
+    let mut text = b"x".repeat(60);
+    text.extend_from_slice(b"123456789012345 12345678901234 ");
+    text.extend_from_slice(&b"y".repeat(100));
+    // The 15-digit run starts at 60 and crosses into the next block; the
+    // 14-digit one is too short.
+    assert_eq!(visited(&f, &text, 1, text.len()), vec![60]);
+    // Cut off at `to`, the run is no longer visited.
+    assert_eq!(visited(&f, &text, 1, 60), Vec::<usize>::new());
+}
+
+#[test]
+fn a_run_after_an_escape_is_visited_though_its_raw_byte_before_is_in_it() {
+    let hex = RuleNeeds {
+        alphabet: set(b"0123456789abcdefABCDEF"),
+        min_len: 16,
+        refused_before: set(b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"),
+        required: None,
+    };
+    let f = BlockFilter::new(&[hex]);
+    // `%3A` decodes to `:`, which the boundary allows, but the raw byte
+    // before the value is the escape's `A`, a hex digit: the run that
+    // counts starts at 5, inside the raw run that starts at 3.
+    let text = b"a=%3A9774d56d682e549d&";
+    assert_eq!(visited(&f, text, 1, text.len()), vec![3, 5]);
+    let plain = b"a=:9774d56d682e549d&";
+    assert_eq!(visited(&f, plain, 1, plain.len()), vec![3]);
+}
+
+#[test]
+fn a_required_byte_must_lie_within_the_run_and_its_reach() {
+    let email = RuleNeeds {
+        alphabet: set(b"abcdefghijklmnopqrstuvwxyz.@"),
+        min_len: 6,
+        refused_before: ByteSet::default(),
+        required: Some((set(b"@"), 4)),
+    };
+    let f = BlockFilter::new(&[email]);
+    let text = b" abcd@x.cn abcdefgh@x.cn abcdef ";
+    let got = visited(&f, text, 1, text.len());
+    // Within four bytes of an `@` (offsets 0..=4) and with six bytes of
+    // run ahead: 1..=4 in the first word, 15..=18 in the second.
+    assert_eq!(got, vec![1, 2, 3, 4, 15, 16, 17, 18]);
+}
+
+#[test]
+fn too_many_byte_sets_means_every_position_is_checked() {
+    let rules: Vec<RuleNeeds> = (0..=SLOTS as u8)
+        .map(|k| RuleNeeds {
+            alphabet: set(&[b'a' + k]),
+            min_len: 3,
+            refused_before: set(DIGITS),
+            required: None,
+        })
+        .collect();
+    let f = BlockFilter::new(&rules);
+    assert_eq!(visited(&f, b"0123456", 2, 5), vec![2, 3, 4]);
+}
+
+/// Bit `p` of `at_least(a, len)` by its definition.
+fn naive_at_least(a: u64, len: usize, p: usize) -> bool {
+    (p..p + len).all(|q| q < 64 && a >> q & 1 == 1)
+}
+
+proptest! {
+    #[test]
+    fn both_transposes_agree_with_the_definition(bytes in proptest::array::uniform32(any::<u16>())) {
+        let bytes: [u8; 64] = std::array::from_fn(|i| (bytes[i / 2] >> (8 * (i % 2))) as u8);
+        let mut want = [0u64; 8];
+        for (i, b) in bytes.iter().enumerate() {
+            for (j, w) in want.iter_mut().enumerate() {
+                *w |= u64::from(b >> j & 1) << i;
+            }
+        }
+        let mut got = [0u64; 8];
+        transpose::portable(&bytes, &mut got);
+        prop_assert_eq!(got, want);
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+        {
+            // SAFETY: the build targets CPUs with SSE2.
+            unsafe { transpose::sse2(&bytes, &mut got) };
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn run_lengths_match_their_definition(a in any::<u64>(), len in 1usize..=HALF + 1) {
+        let got = at_least(a, len);
+        let unrolled = run_shifts(len).iter().fold(a, |run, s| run & run >> s);
+        prop_assert_eq!(got, unrolled);
+        for p in 0..HALF {
+            prop_assert_eq!(got >> p & 1 == 1, naive_at_least(a, len, p), "p={}", p);
+        }
+    }
+
+    #[test]
+    fn reaches_match_their_definition(
+        runs in any::<u64>(),
+        sparse in any::<[u64; 3]>(),
+        within in 0usize..HALF,
+    ) {
+        // Long runs, and a required set that is rare, as in traffic.
+        let a = runs | runs >> 1 | runs >> 3;
+        let set = sparse[0] & sparse[1] & sparse[2];
+        let got = reaches(a, set, within);
+        for p in 0..HALF {
+            let want = (p..=p + within)
+                .take_while(|&q| q < 64 && a >> q & 1 == 1)
+                .any(|q| set >> q & 1 == 1);
+            prop_assert_eq!(got >> p & 1 == 1, want, "p={}", p);
+        }
+    }
+}
