@@ -218,13 +218,22 @@ impl BlockFilter {
     /// One bitmap per followed set for `buf[at..at + BLOCK]`; bytes past
     /// the end are in no set.
     fn bitmaps(&self, buf: &[u8], at: usize) -> [u64; SLOTS] {
-        let bytes = buf.get(at..).unwrap_or_default();
-        let bytes = &bytes[..bytes.len().min(BLOCK)];
         let mut planes = [[0u8; BLOCK]; PLANES];
-        for (i, &b) in bytes.iter().enumerate() {
+        let mut classify = |i: usize, b: u8| {
             let c = self.class[usize::from(b)];
             planes[0][i] = c as u8;
             planes[1][i] = (c >> 8) as u8;
+        };
+        match buf.get(at..at + BLOCK) {
+            // A whole block: a loop of known length, unrolled.
+            Some(block) => {
+                let block: &[u8; BLOCK] = block.try_into().expect("a block");
+                (0..BLOCK).for_each(|i| classify(i, block[i]));
+            }
+            None => {
+                let tail = buf.get(at..).unwrap_or_default();
+                tail.iter().enumerate().for_each(|(i, &b)| classify(i, b));
+            }
         }
         let mut out = [0u64; SLOTS];
         let used = self.sets.len().div_ceil(8);
@@ -240,18 +249,24 @@ impl Group {
     /// start; `before` is the classes of the byte before the window,
     /// `escaped` the positions after a `%XX`.
     fn candidates(&self, window: &[u64; SLOTS], before: u16, escaped: u64) -> u64 {
+        // Cheapest and most selective first: most windows hold no run that
+        // starts right and is long enough for most groups.
         let a = window[self.alphabet];
-        let mut c = self.min_len_shifts.iter().fold(a, |run, s| run & run >> s);
-        // Most windows hold no run long enough for most groups.
-        if c == 0 {
-            return 0;
-        }
+        let mut c = a;
         if let Some(x) = self.refused_before {
             let refused = window[x] << 1 | u64::from(before >> x & 1);
             c &= !refused | escaped;
         }
+        if c == 0 {
+            return 0;
+        }
+        c &= self.min_len_shifts.iter().fold(a, |run, s| run & run >> s);
+        if c == 0 {
+            return 0;
+        }
         if let Some((r, within)) = self.required {
-            let mut near = reaches(a, window[r], within);
+            let set = window[r];
+            let mut near = if set == 0 { 0 } else { reaches(a, set, within) };
             if self.long_runs_pass {
                 near |= at_least(a, HALF + 1);
             }
