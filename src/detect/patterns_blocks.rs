@@ -118,11 +118,26 @@ impl BlockFilter {
         for (g, set) in refused.into_iter().enumerate() {
             f.groups[g].refused_before = f.subset_slot(set);
         }
+        // The checks after the filter read every rule's required set from
+        // the window too.
+        for r in rules {
+            if let Some((set, _)) = r.required {
+                f.slot(set);
+            }
+        }
         if f.sets.len() > SLOTS {
             f.every_position = true;
             f.groups.clear();
         }
         f
+    }
+
+    /// The slot whose bitmap [`Window`] holds for `set`, if one does.
+    pub fn slot_of(&self, set: &ByteSet) -> Option<usize> {
+        if self.every_position {
+            return None;
+        }
+        self.sets.iter().position(|s| s == set)
     }
 
     /// The index of `set` among the followed sets, added if new.
@@ -160,17 +175,24 @@ impl BlockFilter {
         })
     }
 
-    /// Calls `visit(p)`, in order, for each position `p` in `from..to`
-    /// where some rule may start a match. `from` must be at least 1: the
-    /// byte before each position is read.
-    pub fn positions(&self, buf: &[u8], from: usize, to: usize, mut visit: impl FnMut(usize)) {
+    /// Calls `visit(p, window)`, in order, for each position `p` in
+    /// `from..to` where some rule may start a match; `window` holds the
+    /// bitmaps around `p` (none when the filter is off). `from` must be at
+    /// least 1: the byte before each position is read.
+    pub fn positions(
+        &self,
+        buf: &[u8],
+        from: usize,
+        to: usize,
+        mut visit: impl FnMut(usize, Option<&Window>),
+    ) {
         let to = to.min(buf.len());
         if from >= to {
             return;
         }
         debug_assert!(from >= 1);
         if self.every_position {
-            (from..to).for_each(visit);
+            (from..to).for_each(|p| visit(p, None));
             return;
         }
         // Positions three bytes after a `%`, where the byte the boundary
@@ -195,19 +217,22 @@ impl BlockFilter {
                 if at >= to {
                     break;
                 }
-                let window: [u64; SLOTS] = if half == 0 {
-                    cur
-                } else {
-                    std::array::from_fn(|j| cur[j] >> HALF | next[j] << HALF)
+                let window = Window {
+                    start: at,
+                    maps: if half == 0 {
+                        cur
+                    } else {
+                        std::array::from_fn(|j| cur[j] >> HALF | next[j] << HALF)
+                    },
                 };
                 let before = self.class[usize::from(buf[at - 1])];
                 let mut cand = 0u64;
                 for g in &self.groups {
-                    cand |= g.candidates(&window, before, escaped >> half);
+                    cand |= g.candidates(&window.maps, before, escaped >> half);
                 }
                 cand &= (1 << HALF.min(to - at)) - 1;
                 while cand != 0 {
-                    visit(at + cand.trailing_zeros() as usize);
+                    visit(at + cand.trailing_zeros() as usize, Some(&window));
                     cand &= cand - 1;
                 }
             }
@@ -241,6 +266,22 @@ impl BlockFilter {
             transpose::bit_planes(plane, maps.try_into().expect("8 maps"));
         }
         out
+    }
+}
+
+/// The followed sets' bitmaps over 64 bytes from `start`, for the checks
+/// at a position in its first half.
+pub(super) struct Window {
+    start: usize,
+    maps: [u64; SLOTS],
+}
+
+impl Window {
+    /// The bits of set `slot` from position `p` on, and how many of them
+    /// the window holds (at least `HALF + 1`).
+    pub fn from(&self, slot: usize, p: usize) -> (u64, usize) {
+        let off = p - self.start;
+        (self.maps[slot] >> off, BLOCK - off)
     }
 }
 

@@ -23,7 +23,7 @@ fn digits_rule(min_len: usize) -> RuleNeeds {
 
 fn visited(f: &BlockFilter, buf: &[u8], from: usize, to: usize) -> Vec<usize> {
     let mut out = Vec::new();
-    f.positions(buf, from, to, |p| out.push(p));
+    f.positions(buf, from, to, |p, _| out.push(p));
     out
 }
 

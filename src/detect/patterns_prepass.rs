@@ -16,7 +16,7 @@
 
 use regex::bytes::Regex as BytesRegex;
 
-use super::blocks::{BlockFilter, RuleNeeds};
+use super::blocks::{BlockFilter, RuleNeeds, Window};
 use super::shape::{ByteSet, shape};
 use super::{ByteClass, MAX_MATCH_LEN, escaped_before};
 
@@ -66,6 +66,10 @@ pub(super) struct Prepass {
     alphabet_need: Vec<usize>,
     /// Names the positions worth the checks.
     filter: BlockFilter,
+    /// Per alphabet and per required set: its bitmap's slot in the
+    /// filter's windows, if it has one.
+    alphabet_slot: Vec<Option<usize>>,
+    required_slot: Vec<Option<usize>>,
 }
 
 /// Where the alphabets' runs from one candidate end, and where the
@@ -137,6 +141,8 @@ impl Prepass {
             alphabet_rules: Vec::new(),
             alphabet_need: Vec::new(),
             filter: BlockFilter::new(&[]),
+            alphabet_slot: Vec::new(),
+            required_slot: Vec::new(),
         };
         let mut needs = Vec::new();
         for (index, (pattern, before, after)) in rules.enumerate() {
@@ -219,6 +225,12 @@ impl Prepass {
             });
         }
         pre.filter = BlockFilter::new(&needs);
+        pre.alphabet_slot = pre
+            .alphabets
+            .iter()
+            .map(|a| pre.filter.slot_of(a))
+            .collect();
+        pre.required_slot = pre.required.iter().map(|r| pre.filter.slot_of(r)).collect();
         pre
     }
 
@@ -290,17 +302,17 @@ impl Prepass {
         let mut from = from;
         if from == 0 && from < to {
             let m = early(0, start[usize::from(buf[0])]);
-            self.check(buf, 0, m, &mut checks, &mut on);
+            self.check(buf, 0, m, None, &mut checks, &mut on);
             from = 1;
         }
-        self.filter.positions(buf, from, to, |p| {
+        self.filter.positions(buf, from, to, |p, window| {
             let b = usize::from(buf[p]);
             let before = escaped_before(buf, p).unwrap_or(buf[p - 1]);
             let mut m = start[b] & not_before[usize::from(before)];
             if m != 0 {
                 m = early(p, m);
                 if m != 0 {
-                    self.check(buf, p, m, &mut checks, &mut on);
+                    self.check(buf, p, m, window, &mut checks, &mut on);
                 }
             }
         });
@@ -313,23 +325,31 @@ impl Prepass {
         buf: &[u8],
         p: usize,
         mut m: u64,
+        window: Option<&Window>,
         checks: &mut Checks<K>,
         on: &mut impl FnMut(usize, u64),
     ) {
-        if m & self.needs_required != 0 {
-            m &= !self.required_too_far(buf, p, m & self.needs_required, &mut checks.ahead);
-            if m == 0 {
-                return;
+        // Read from the filter's bitmaps, the runs cost less than the key
+        // lookup, so they come first. Walked byte by byte, they cost more:
+        // the key before `p` (most positions here are digests and ids under
+        // keys that name no kind) and the required bytes go first then.
+        let (runs, key_asked) = match window.and_then(|w| self.runs_in(w, p, m)) {
+            Some(runs) => (runs, false),
+            None => {
+                if m & self.needs_required != 0 {
+                    let far =
+                        self.required_too_far(buf, p, m & self.needs_required, &mut checks.ahead);
+                    m &= !far;
+                }
+                if m != 0 {
+                    m = (checks.key_allows)(p, m);
+                }
+                if m == 0 {
+                    return;
+                }
+                (self.runs(buf, p, m), true)
             }
-        }
-        // The key before `p`, though a lookup of its own, costs less than
-        // following the runs of a hex digest to its end, and most of the
-        // positions here are digests and ids under keys that name no kind.
-        m = (checks.key_allows)(p, m);
-        if m == 0 {
-            return;
-        }
-        let runs = self.runs(buf, p, m);
+        };
         let mut ok = 0u64;
         let mut rest = m;
         while rest != 0 {
@@ -346,6 +366,9 @@ impl Prepass {
             if fits {
                 ok |= 1 << bit;
             }
+        }
+        if ok != 0 && !key_asked {
+            ok = (checks.key_allows)(p, ok);
         }
         if ok != 0 {
             on(p, ok);
@@ -369,6 +392,41 @@ impl Prepass {
             }
         }
         far
+    }
+
+    /// What [`Prepass::runs`] finds, read from the filter's bitmaps;
+    /// `None` when a run the rules need goes on past the window, or a set
+    /// has no bitmap. Each run is measured as far as its alphabet's rules
+    /// need, which decides them as the walk's measure does.
+    fn runs_in(&self, w: &Window, p: usize, m: u64) -> Option<Runs> {
+        let mut runs = Runs {
+            len: [0; 32],
+            first_required: [u8::MAX; 32],
+        };
+        for (a, rules) in self.alphabet_rules.iter().enumerate() {
+            if rules & m == 0 {
+                continue;
+            }
+            let (bits, room) = w.from(self.alphabet_slot[a]?, p);
+            let run = (!bits).trailing_zeros() as usize;
+            let need = self.alphabet_need[a];
+            if run >= room && need > room {
+                return None;
+            }
+            runs.len[a] = offset(run.min(need));
+        }
+        // A required byte counts only inside its rule's run, which ends
+        // inside the window.
+        let mut rest = m & self.needs_required;
+        while rest != 0 {
+            let bit = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            if let Some((r, _)) = self.fast[bit].required {
+                let (bits, _) = w.from(self.required_slot[r]?, p);
+                runs.first_required[r] = offset(bits.trailing_zeros() as usize);
+            }
+        }
+        Some(runs)
     }
 
     /// Follows, in one walk from `p`, the alphabet runs the rules in `m`
