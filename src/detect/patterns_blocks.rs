@@ -70,7 +70,7 @@ pub(super) struct BlockFilter {
     class: Box<[u16; 256]>,
     sets: Vec<ByteSet>,
     groups: Vec<Group>,
-    /// Too many sets: every position is a candidate.
+    /// Too many alphabets: every position is a candidate.
     every_position: bool,
 }
 
@@ -88,46 +88,51 @@ impl BlockFilter {
                 alphabets.push(r.alphabet);
             }
         }
-        // Alphabets and required sets first: a refused set can then often
-        // make do with one of them, which is a subset of it.
-        let mut refused = Vec::new();
-        for alphabet in alphabets {
-            let members: Vec<&RuleNeeds> =
-                rules.iter().filter(|r| r.alphabet == alphabet).collect();
-            let required = common_required(&members);
-            refused.push(members.iter().fold(ByteSet([u64::MAX; 4]), |all, r| {
-                all.intersect(r.refused_before)
-            }));
-            let group = Group {
-                alphabet: f.slot(alphabet),
-                // A match is never empty, so its first byte is in the alphabet.
-                min_len_shifts: run_shifts(
-                    members
-                        .iter()
-                        .map(|r| r.min_len)
-                        .min()
-                        .unwrap_or(1)
-                        .clamp(1, HALF + 1),
-                ),
-                refused_before: None,
-                required: required.map(|(set, within)| (f.slot(set), within.min(HALF - 1))),
-                long_runs_pass: required.is_some_and(|(_, within)| within >= HALF),
+        // Slots go to what the filter cannot do without first: alphabets,
+        // then the groups' required sets, then sets the byte before a match
+        // must avoid (often one of those, a subset of it), then the other
+        // required sets, which only spare the checks a walk.
+        for alphabet in &alphabets {
+            let Some(slot) = f.slot(*alphabet) else {
+                f.every_position = true;
+                f.groups.clear();
+                return f;
             };
-            f.groups.push(group);
+            let members: Vec<&RuleNeeds> =
+                rules.iter().filter(|r| r.alphabet == *alphabet).collect();
+            let shortest = members.iter().map(|r| r.min_len).min().unwrap_or(1);
+            f.groups.push(Group {
+                alphabet: slot,
+                // A match is never empty, so its first byte is in the alphabet.
+                min_len_shifts: run_shifts(shortest.clamp(1, HALF + 1)),
+                refused_before: None,
+                required: None,
+                long_runs_pass: false,
+            });
         }
-        for (g, set) in refused.into_iter().enumerate() {
-            f.groups[g].refused_before = f.subset_slot(set);
+        for (g, alphabet) in alphabets.iter().enumerate() {
+            let members: Vec<&RuleNeeds> =
+                rules.iter().filter(|r| r.alphabet == *alphabet).collect();
+            if let Some((set, within)) = common_required(&members) {
+                if let Some(slot) = f.slot(set) {
+                    f.groups[g].required = Some((slot, within.min(HALF - 1)));
+                    f.groups[g].long_runs_pass = within >= HALF;
+                }
+            }
         }
-        // The checks after the filter read every rule's required set from
-        // the window too.
+        for (g, alphabet) in alphabets.iter().enumerate() {
+            let refused = rules
+                .iter()
+                .filter(|r| r.alphabet == *alphabet)
+                .fold(ByteSet([u64::MAX; 4]), |all, r| {
+                    all.intersect(r.refused_before)
+                });
+            f.groups[g].refused_before = f.subset_slot(refused);
+        }
         for r in rules {
             if let Some((set, _)) = r.required {
                 f.slot(set);
             }
-        }
-        if f.sets.len() > SLOTS {
-            f.every_position = true;
-            f.groups.clear();
         }
         f
     }
@@ -140,25 +145,28 @@ impl BlockFilter {
         self.sets.iter().position(|s| s == set)
     }
 
-    /// The index of `set` among the followed sets, added if new.
-    fn slot(&mut self, set: ByteSet) -> usize {
+    /// The index of `set` among the followed sets, added if new; `None`
+    /// when all slots are taken.
+    fn slot(&mut self, set: ByteSet) -> Option<usize> {
         if let Some(i) = self.sets.iter().position(|s| *s == set) {
-            return i;
+            return Some(i);
         }
         let j = self.sets.len();
+        if j == SLOTS {
+            return None;
+        }
         self.sets.push(set);
-        if j < SLOTS {
-            for b in 0..=255u8 {
-                if set.contains(b) {
-                    self.class[usize::from(b)] |= 1 << j;
-                }
+        for b in 0..=255u8 {
+            if set.contains(b) {
+                self.class[usize::from(b)] |= 1 << j;
             }
         }
-        j
+        Some(j)
     }
 
     /// A slot for `set`, or for the largest followed set inside it (a
-    /// weaker test, but no new bitmap); `None` for the empty set.
+    /// weaker test, but no new bitmap); `None` for the empty set, or when
+    /// neither is to be had.
     fn subset_slot(&mut self, set: ByteSet) -> Option<usize> {
         if set == ByteSet::default() {
             return None;
@@ -169,10 +177,10 @@ impl BlockFilter {
             .enumerate()
             .filter(|(_, s)| **s != ByteSet::default() && s.intersect(set) == **s)
             .max_by_key(|(_, s)| s.count());
-        Some(match inside {
-            Some((j, _)) => j,
+        match inside {
+            Some((j, _)) => Some(j),
             None => self.slot(set),
-        })
+        }
     }
 
     /// Calls `visit(p, window)`, in order, for each position `p` in
@@ -290,8 +298,7 @@ impl Group {
     /// start; `before` is the classes of the byte before the window,
     /// `escaped` the positions after a `%XX`.
     fn candidates(&self, window: &[u64; SLOTS], before: u16, escaped: u64) -> u64 {
-        // Cheapest and most selective first: most windows hold no run that
-        // starts right and is long enough for most groups.
+        // Cheapest and most selective first.
         let a = window[self.alphabet];
         let mut c = a;
         if let Some(x) = self.refused_before {
@@ -301,19 +308,20 @@ impl Group {
         if c == 0 {
             return 0;
         }
-        c &= self.min_len_shifts.iter().fold(a, |run, s| run & run >> s);
-        if c == 0 {
-            return 0;
-        }
         if let Some((r, within)) = self.required {
+            // No required byte in the window, the usual case, leaves only
+            // runs too long for the window to judge.
             let set = window[r];
             let mut near = if set == 0 { 0 } else { reaches(a, set, within) };
             if self.long_runs_pass {
                 near |= at_least(a, HALF + 1);
             }
             c &= near;
+            if c == 0 {
+                return 0;
+            }
         }
-        c
+        c & self.min_len_shifts.iter().fold(a, |run, s| run & run >> s)
     }
 }
 

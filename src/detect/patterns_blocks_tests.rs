@@ -75,7 +75,27 @@ fn a_required_byte_must_lie_within_the_run_and_its_reach() {
 }
 
 #[test]
-fn too_many_byte_sets_means_every_position_is_checked() {
+fn past_the_slots_a_condition_is_left_out_not_the_filter() {
+    // Sixteen alphabets fill every slot; the `@` one rule requires, and
+    // the digits all of them refuse before, get none.
+    let mut rules: Vec<RuleNeeds> = (0..SLOTS as u8)
+        .map(|k| RuleNeeds {
+            alphabet: set(&[b'a' + k]),
+            min_len: 3,
+            refused_before: set(DIGITS),
+            required: None,
+        })
+        .collect();
+    rules[0].required = Some((set(b"@"), 0));
+    let f = BlockFilter::new(&rules);
+    assert_eq!(f.slot_of(&set(b"@")), None);
+    // Without the `@` test the run of `a` is a candidate, and without the
+    // digits test so is the run after `9`: still only the runs long enough.
+    assert_eq!(visited(&f, b"xaaaxbb9ccc", 1, 11), vec![1, 8]);
+}
+
+#[test]
+fn too_many_alphabets_means_every_position_is_checked() {
     let rules: Vec<RuleNeeds> = (0..=SLOTS as u8)
         .map(|k| RuleNeeds {
             alphabet: set(&[b'a' + k]),
