@@ -74,18 +74,23 @@ fn a_required_byte_must_lie_within_the_run_and_its_reach() {
     assert_eq!(got, vec![1, 2, 3, 4, 15, 16, 17, 18]);
 }
 
-#[test]
-fn past_the_slots_a_condition_is_left_out_not_the_filter() {
-    // Sixteen alphabets fill every slot; the `@` one rule requires, and
-    // the digits all of them refuse before, get none.
-    let mut rules: Vec<RuleNeeds> = (0..SLOTS as u8)
+/// `n` rules, each with its own one-letter alphabet.
+fn one_letter_rules(n: u8) -> Vec<RuleNeeds> {
+    (0..n)
         .map(|k| RuleNeeds {
             alphabet: set(&[b'a' + k]),
             min_len: 3,
             refused_before: set(DIGITS),
             required: None,
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn past_the_slots_a_condition_is_left_out_not_the_filter() {
+    // Sixteen alphabets fill every slot; the `@` one rule requires, and
+    // the digits all of them refuse before, get none.
+    let mut rules = one_letter_rules(SLOTS as u8);
     rules[0].required = Some((set(b"@"), 0));
     let f = BlockFilter::new(&rules);
     assert_eq!(f.slot_of(&set(b"@")), None);
@@ -96,15 +101,7 @@ fn past_the_slots_a_condition_is_left_out_not_the_filter() {
 
 #[test]
 fn too_many_alphabets_means_every_position_is_checked() {
-    let rules: Vec<RuleNeeds> = (0..=SLOTS as u8)
-        .map(|k| RuleNeeds {
-            alphabet: set(&[b'a' + k]),
-            min_len: 3,
-            refused_before: set(DIGITS),
-            required: None,
-        })
-        .collect();
-    let f = BlockFilter::new(&rules);
+    let f = BlockFilter::new(&one_letter_rules(SLOTS as u8 + 1));
     assert_eq!(visited(&f, b"0123456", 2, 5), vec![2, 3, 4]);
 }
 
