@@ -4,8 +4,8 @@
 //! never look at the rest.
 //!
 //! Per block it builds one bitmap per byte set the rules need (bit `i` set
-//! when byte `i` of the block is in the set), from two 256-entry class
-//! tables and a bit transpose. Rules are grouped by alphabet, and each
+//! when byte `i` of the block is in the set), from a 256-entry class
+//! table and a bit transpose. Rules are grouped by alphabet, and each
 //! half block is judged through a 64-bit window that looks 32 bytes on. A
 //! position can start a match of a group's rule only where
 //!
@@ -33,8 +33,9 @@ use super::shape::ByteSet;
 const BLOCK: usize = 64;
 /// Positions judged per window: the window's other half is look-ahead.
 const HALF: usize = BLOCK / 2;
-/// Byte sets one filter follows, eight per class table.
+/// Byte sets one filter follows: one bit each of a class-table entry.
 const SLOTS: usize = 16;
+/// Eight sets per byte plane the transpose reads.
 const PLANES: usize = SLOTS / 8;
 
 /// What a rule needs at a position for a match to start there.
