@@ -3,11 +3,7 @@ use proptest::prelude::*;
 use super::*;
 
 fn set(bytes: &[u8]) -> ByteSet {
-    let mut s = ByteSet::default();
-    for &b in bytes {
-        s.0[usize::from(b >> 6)] |= 1 << (b & 63);
-    }
-    s
+    ByteSet::matching(|b| bytes.contains(&b))
 }
 
 const DIGITS: &[u8] = b"0123456789";

@@ -10,9 +10,12 @@
 //! (decoded when it ends a `%XX` escape, as [`super::blocked_before`]
 //! does). Surviving bits go through table lookups of the next [`EARLY`]
 //! bytes (each must be in the rule's alphabet while its shortest match
-//! goes on), then the rule's required byte (looked for once per stretch of
-//! text, not per candidate), the key before the candidate, the length of
-//! its alphabet run, and finally the regex itself, anchored there.
+//! goes on). Then, where the filter's window holds the candidate's runs,
+//! their lengths and first required bytes are read from its bitmaps, and
+//! the key before the candidate is asked after them; elsewhere the key
+//! comes first, then the required byte (looked for once per stretch of
+//! text, not per candidate) and a walk along the runs. Last comes the
+//! regex itself, anchored there.
 
 use regex::bytes::Regex as BytesRegex;
 
@@ -176,11 +179,7 @@ impl Prepass {
                 needs.push(RuleNeeds {
                     alphabet: shape.alphabet,
                     min_len: shape.min_len,
-                    refused_before: ByteSet(std::array::from_fn(|k| {
-                        (0..64u8).fold(0, |w, i| {
-                            w | u64::from(before.contains(64 * k as u8 + i)) << i
-                        })
-                    })),
+                    refused_before: ByteSet::matching(|b| before.contains(b)),
                     required: shape.required.map(|r| (r.set, r.within.min(MAX_MATCH_LEN))),
                 });
             }

@@ -36,6 +36,13 @@ impl ByteSet {
         ByteSet(std::array::from_fn(|i| self.0[i] | o.0[i]))
     }
 
+    /// The bytes `f` holds true for.
+    pub fn matching(f: impl Fn(u8) -> bool) -> ByteSet {
+        let mut s = ByteSet::default();
+        (0..=255u8).filter(|b| f(*b)).for_each(|b| s.insert(b));
+        s
+    }
+
     /// How many bytes the set holds.
     pub fn count(&self) -> u32 {
         self.0.iter().map(|w| w.count_ones()).sum()
