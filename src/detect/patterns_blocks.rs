@@ -52,17 +52,41 @@ pub(super) struct RuleNeeds {
 /// of [`BlockFilter::sets`]).
 struct Group {
     alphabet: usize,
-    /// The shifts [`at_least`] makes for the group's shortest match (at
-    /// most `HALF + 1` bytes, which the window can still see).
-    min_len_shifts: [u32; 6],
+    /// [`run_shifts`] for the group's shortest match (at most `HALF + 1`
+    /// bytes, which the window can still see).
+    shortest: RunShifts,
     /// Bytes every rule of the group refuses right before a match (or a
     /// subset of them).
     refused_before: Option<usize>,
-    /// The required set, and its reach (at most `HALF - 1`).
-    required: Option<(usize, usize)>,
-    /// The required byte may lie beyond the window's reach: a run longer
-    /// than the window's half passes.
-    long_runs_pass: bool,
+    /// The required set every rule of the group has, if one does.
+    required: Option<Reach>,
+}
+
+/// Where a group's required byte must lie: how it is tested, worked out
+/// once.
+struct Reach {
+    slot: usize,
+    /// The farthest offset the window tests (at most `HALF - 1`).
+    within: usize,
+    /// [`run_shifts`] for the last step of [`reaches`].
+    rest: RunShifts,
+    /// The byte may lie beyond what the window shows, so a run longer than
+    /// its half passes.
+    beyond: bool,
+}
+
+impl Reach {
+    fn new(slot: usize, within: usize) -> Reach {
+        let tested = within.min(HALF - 1);
+        let offsets = tested + 1;
+        let have = 1 << offsets.ilog2();
+        Reach {
+            slot,
+            within: tested,
+            rest: run_shifts(offsets - have),
+            beyond: within >= HALF,
+        }
+    }
 }
 
 /// Names the positions where a rule may start; see the module docs.
@@ -71,7 +95,7 @@ pub(super) struct BlockFilter {
     class: Box<[u16; 256]>,
     sets: Vec<ByteSet>,
     groups: Vec<Group>,
-    /// Too many alphabets: every position is a candidate.
+    /// More alphabets than slots: every position is a candidate.
     every_position: bool,
 }
 
@@ -83,51 +107,42 @@ impl BlockFilter {
             groups: Vec::new(),
             every_position: false,
         };
-        let mut alphabets: Vec<ByteSet> = Vec::new();
+        // The rules of each alphabet, in order of first appearance.
+        let mut members: Vec<(ByteSet, Vec<&RuleNeeds>)> = Vec::new();
         for r in rules {
-            if !alphabets.contains(&r.alphabet) {
-                alphabets.push(r.alphabet);
+            match members.iter_mut().find(|(a, _)| *a == r.alphabet) {
+                Some((_, rs)) => rs.push(r),
+                None => members.push((r.alphabet, vec![r])),
             }
+        }
+        if members.len() > SLOTS {
+            f.every_position = true;
+            return f;
         }
         // Slots go to what the filter cannot do without first: alphabets,
         // then the groups' required sets, then sets the byte before a match
         // must avoid (often one of those, a subset of it), then the other
         // required sets, which only spare the checks a walk.
-        for alphabet in &alphabets {
-            let Some(slot) = f.slot(*alphabet) else {
-                f.every_position = true;
-                f.groups.clear();
-                return f;
-            };
-            let members: Vec<&RuleNeeds> =
-                rules.iter().filter(|r| r.alphabet == *alphabet).collect();
-            let shortest = members.iter().map(|r| r.min_len).min().unwrap_or(1);
+        for (alphabet, rs) in &members {
+            let shortest = rs.iter().map(|r| r.min_len).min().unwrap_or(1);
+            // Fewer alphabets than slots, and they come first: each has one.
+            let alphabet = f.slot(*alphabet).expect("a slot per alphabet");
             f.groups.push(Group {
-                alphabet: slot,
+                alphabet,
                 // A match is never empty, so its first byte is in the alphabet.
-                min_len_shifts: run_shifts(shortest.clamp(1, HALF + 1)),
+                shortest: run_shifts(shortest.clamp(1, HALF + 1)),
                 refused_before: None,
                 required: None,
-                long_runs_pass: false,
             });
         }
-        for (g, alphabet) in alphabets.iter().enumerate() {
-            let members: Vec<&RuleNeeds> =
-                rules.iter().filter(|r| r.alphabet == *alphabet).collect();
-            if let Some((set, within)) = common_required(&members) {
-                if let Some(slot) = f.slot(set) {
-                    f.groups[g].required = Some((slot, within.min(HALF - 1)));
-                    f.groups[g].long_runs_pass = within >= HALF;
-                }
-            }
+        for (g, (_, rs)) in members.iter().enumerate() {
+            f.groups[g].required = common_required(rs)
+                .and_then(|(set, within)| Some(Reach::new(f.slot(set)?, within)));
         }
-        for (g, alphabet) in alphabets.iter().enumerate() {
-            let refused = rules
-                .iter()
-                .filter(|r| r.alphabet == *alphabet)
-                .fold(ByteSet([u64::MAX; 4]), |all, r| {
-                    all.intersect(r.refused_before)
-                });
+        for (g, (_, rs)) in members.iter().enumerate() {
+            let refused = rs.iter().fold(ByteSet([u64::MAX; 4]), |all, r| {
+                all.intersect(r.refused_before)
+            });
             f.groups[g].refused_before = f.subset_slot(refused);
         }
         for r in rules {
@@ -309,20 +324,20 @@ impl Group {
         if c == 0 {
             return 0;
         }
-        if let Some((r, within)) = self.required {
+        if let Some(reach) = &self.required {
             // No required byte in the window, the usual case, leaves only
             // runs too long for the window to judge.
-            let set = window[r];
-            let mut near = if set == 0 { 0 } else { reaches(a, set, within) };
-            if self.long_runs_pass {
-                near |= at_least(a, HALF + 1);
+            let set = window[reach.slot];
+            let mut near = if set == 0 { 0 } else { reaches(a, set, reach) };
+            if reach.beyond {
+                near |= at_least(a, &LONGER_THAN_HALF);
             }
             c &= near;
             if c == 0 {
                 return 0;
             }
         }
-        c & self.min_len_shifts.iter().fold(a, |run, s| run & run >> s)
+        c & at_least(a, &self.shortest)
     }
 }
 
@@ -341,44 +356,40 @@ fn common_required(rules: &[&RuleNeeds]) -> Option<(ByteSet, usize)> {
     Some((set, reach))
 }
 
-/// The shifts that make [`at_least`]: `run &= run >> s` for each, where a
-/// shift of 0 changes nothing (so a fixed number of steps, unrolled, serves
-/// every length up to `HALF + 1`).
-fn run_shifts(len: usize) -> [u32; 6] {
+/// The shifts [`at_least`] makes for one run length.
+type RunShifts = [u32; 6];
+
+/// The shifts for a run of `len` bits (up to `HALF + 1`): doubling, then
+/// one step to make up the rest; none for 0 or 1. A shift of 0 changes nothing, so every
+/// length takes the same six steps, unrolled.
+const fn run_shifts(len: usize) -> RunShifts {
     let mut shifts = [0; 6];
-    let mut have = 1;
-    for s in &mut shifts {
-        if have * 2 <= len {
-            *s = have as u32;
-            have *= 2;
-        } else {
-            // Two runs of `have` bits, `len - have` apart, cover `len` bits.
-            *s = (len - have) as u32;
-            break;
-        }
+    let (mut have, mut i) = (1, 0);
+    while have * 2 <= len {
+        shifts[i] = have as u32;
+        have *= 2;
+        i += 1;
+    }
+    if len > have {
+        // Two runs of `have` bits, `len - have` apart, cover `len` bits.
+        shifts[i] = (len - have) as u32;
     }
     shifts
 }
 
-/// Bit `p` set when bits `p..p + len` of `a` are all set (`len` ≥ 1).
-fn at_least(a: u64, len: usize) -> u64 {
-    let mut run = a;
-    let mut have = 1;
-    while have * 2 <= len {
-        run &= run >> have;
-        have *= 2;
-    }
-    if have < len {
-        // Two runs of `have` bits, `len - have` apart, cover `len` bits.
-        run &= run >> (len - have);
-    }
-    run
+/// Runs longer than a window's half, which it cannot see to their end.
+const LONGER_THAN_HALF: RunShifts = run_shifts(HALF + 1);
+
+/// Bit `p` set when bits `p..p + len` of `a` are all set, `shifts` being
+/// `run_shifts(len)`.
+fn at_least(a: u64, shifts: &RunShifts) -> u64 {
+    shifts.iter().fold(a, |run, s| run & run >> s)
 }
 
-/// Bit `p` set when some `q` in `p..=p + within` has bit `q` of `set` and
-/// bits `p..=q` of `a`.
-fn reaches(a: u64, set: u64, within: usize) -> u64 {
-    let offsets = within + 1;
+/// Bit `p` set when some `q` in `p..=p + reach.within` has bit `q` of
+/// `set` and bits `p..=q` of `a`.
+fn reaches(a: u64, set: u64, reach: &Reach) -> u64 {
+    let offsets = reach.within + 1;
     // `hit` covers offsets `0..have`; `run` is `at_least(a, have)`.
     let (mut hit, mut run, mut have) = (set & a, a, 1);
     while have * 2 <= offsets {
@@ -386,10 +397,10 @@ fn reaches(a: u64, set: u64, within: usize) -> u64 {
         run &= run >> have;
         have *= 2;
     }
-    if have < offsets {
+    let rest = offsets - have;
+    if rest > 0 {
         // Offsets `0..have` and `rest..rest + have` cover `0..offsets`.
-        let rest = offsets - have;
-        hit |= at_least(a, rest) & (hit >> rest);
+        hit |= at_least(a, &reach.rest) & (hit >> rest);
     }
     hit
 }

@@ -207,10 +207,11 @@ impl Node {
 }
 
 /// A requirement met within this many bytes of a match's start beats any
-/// farther one: the pre-pass's block filter follows runs that far, and a
-/// nearer byte means shorter reads for the checks. (An e-mail's `@` or
-/// `%`, within 64 bytes, beats the `.` before its top-level domain.)
-pub(super) const NEAR: usize = 64;
+/// farther one: the pre-pass reads runs that short from its filter's
+/// 64-byte windows instead of walking them, and a nearer byte is a sharper
+/// filter. (An e-mail's `@` or `%`, within 64 bytes, beats the `.` before
+/// its top-level domain, hundreds of bytes on.)
+const NEAR: usize = 64;
 
 /// The more selective of two requirements.
 fn better(a: Option<Required>, b: Option<Required>) -> Option<Required> {
