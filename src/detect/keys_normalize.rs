@@ -30,6 +30,11 @@ impl Aliases {
         self.suffix.is_empty()
     }
 
+    /// The aliases, normalised.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &str> {
+        self.suffix.iter().map(String::as_str)
+    }
+
     /// True if `key` (any spelling) equals an alias or ends with one, by the
     /// token rules of [`key_tokens`].
     pub fn matches(&self, key: &str) -> bool {

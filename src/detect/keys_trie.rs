@@ -94,6 +94,31 @@ impl ByteTrie {
         self.value(node, SUFFIX).is_some()
     }
 
+    /// True if no entry, read backwards, ends the normalised form of `key`
+    /// (its letters and digits, lowercased): for a trie of reversed
+    /// aliases, `key` then names nothing. The walk usually stops at the
+    /// key's last byte or two, without normalising the key. `false` when
+    /// unsure: at a non-ASCII byte, which normalisation may keep.
+    pub(crate) fn ends_no_entry(&self, key: &[u8]) -> bool {
+        let mut node = 0;
+        for &b in key.iter().rev() {
+            if !b.is_ascii() {
+                return false;
+            }
+            if !b.is_ascii_alphanumeric() {
+                continue;
+            }
+            node = self.step(node, b.to_ascii_lowercase());
+            if node == 0 {
+                return true;
+            }
+            if self.values[node] != [u32::MAX; 2] {
+                return false;
+            }
+        }
+        true
+    }
+
     /// For a trie of reversed aliases: the kind of the longest token suffix
     /// of `key` that is an alias (`exact_keys` aliases only as the whole
     /// key), as [`super::key_suffixes`] orders them: at most the last 32

@@ -390,10 +390,7 @@ impl PatternStream<'_> {
         let (rules, scan) = (&scanner.rules, &scanner.scan[..]);
         // The key before `p` is the same for every rule: one lookup
         // settles them all.
-        let key_allows = |p, m| {
-            let key = KeyInfo::at(rules, buf, p);
-            scanner.key_masks.allowed(&key, m, rules, scan)
-        };
+        let key_allows = |p, m| scanner.key_masks.allowed_at(rules, scan, buf, p, m);
         pre.candidates(buf, from, to, key_allows, |p, mut mask| {
             while mask != 0 {
                 let bit = mask.trailing_zeros() as usize;
@@ -504,7 +501,7 @@ mod prepass;
 #[path = "patterns_shape.rs"]
 mod shape;
 
-use context::{KeyInfo, KeyMasks, blocked_before, escaped_before, evaluate, join_truncated};
+use context::{KeyMasks, blocked_before, escaped_before, evaluate, join_truncated};
 use prepass::Prepass;
 
 #[cfg(test)]

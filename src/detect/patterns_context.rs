@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use super::{HEX_BLOB_LEN, KEY_GAP, LOOKBEHIND, MAX_KEY_LEN, PatternScanner, ScanRule};
-use crate::detect::keys::{Aliases, NormalizedKey, normalize_key};
+use crate::detect::keys::{Aliases, ByteTrie, NormalizedKey, SUFFIX, normalize_key};
 use crate::detect::rules::PatternRule;
 use crate::detect::rules::RuleSet;
 
@@ -28,6 +28,9 @@ pub(super) struct KeyMasks {
     by_kind: Vec<u64>,
     /// Rules with context keys: their bit and scanner index.
     context: Vec<(u64, usize)>,
+    /// Their bits, and all their context keys reversed.
+    context_rules: u64,
+    context_trie: ByteTrie,
 }
 
 impl KeyMasks {
@@ -36,11 +39,16 @@ impl KeyMasks {
             keyless: 0,
             by_kind: vec![0; kinds],
             context: Vec::new(),
+            context_rules: 0,
+            context_trie: ByteTrie::default(),
         };
+        let mut context_keys = Vec::new();
         for (bit, &i) in pre_rules.iter().enumerate() {
             let (rule, b) = (&scan[i].rule, 1u64 << bit);
-            if rule.needs_key_context && rule.context_keys.is_some() {
+            if let (true, Some(aliases)) = (rule.needs_key_context, &rule.context_keys) {
                 masks.context.push((b, i));
+                masks.context_rules |= b;
+                context_keys.extend(aliases.iter().map(|a| a.bytes().rev().collect::<Vec<u8>>()));
                 continue;
             }
             masks.by_kind[scan[i].kind] |= b;
@@ -48,7 +56,34 @@ impl KeyMasks {
                 masks.keyless |= b;
             }
         }
+        masks.context_trie = ByteTrie::new(context_keys.iter().map(|k| (&k[..], SUFFIX, 0)));
         masks
+    }
+
+    /// The rules of `m` that the key before the value at `buf[s]` allows:
+    /// [`KeyMasks::allowed`] for [`KeyInfo::at`].
+    ///
+    /// Most keys before a candidate name nothing (`ts`, `order_id`,
+    /// `request_id`). When every rule of `m` needs a key naming its kind or
+    /// one of its context keys, a walk back from the key's end through the
+    /// alias tries settles that, without normalising the key.
+    pub(super) fn allowed_at(
+        &self,
+        rules: &RuleSet,
+        scan: &[ScanRule],
+        buf: &[u8],
+        s: usize,
+        m: u64,
+    ) -> u64 {
+        let key = nearest_key(buf, s);
+        if let Some(k) = key
+            && m & self.keyless == 0
+            && rules.alias_trie().ends_no_entry(k)
+            && (m & self.context_rules == 0 || self.context_trie.ends_no_entry(k))
+        {
+            return 0;
+        }
+        self.allowed(&KeyInfo::of(rules, key), m, rules, scan)
     }
 
     /// The rules of `m` that `key` allows.
@@ -78,8 +113,14 @@ impl KeyMasks {
 }
 
 impl<'b> KeyInfo<'b> {
+    /// The key the value at `buf[s]` is assigned to, if any, and what it
+    /// names.
     pub(super) fn at(rules: &RuleSet, buf: &'b [u8], s: usize) -> KeyInfo<'b> {
-        let key = nearest_key(buf, s).map(String::from_utf8_lossy);
+        KeyInfo::of(rules, nearest_key(buf, s))
+    }
+
+    fn of(rules: &RuleSet, key: Option<&'b [u8]>) -> KeyInfo<'b> {
+        let key = key.map(String::from_utf8_lossy);
         let norm = key.as_deref().and_then(NormalizedKey::new);
         let kind = match &norm {
             Some(n) => rules.kind_index_for_normalized(n),

@@ -394,5 +394,37 @@ proptest::proptest! {
         let key = parts.concat();
         proptest::prop_assert_eq!(rules.kind_index_for_key(&key), kind_by_maps(rules, &key));
         proptest::prop_assert_eq!(rules.is_deny_context(&key), deny_by_maps(rules, &key));
+        // The quick walk clears only keys that name nothing.
+        if rules.alias_trie().ends_no_entry(key.as_bytes()) {
+            proptest::prop_assert_eq!(kind_by_maps(rules, &key), None);
+        }
+    }
+}
+
+#[test]
+fn the_quick_walk_clears_keys_no_alias_ends() {
+    let rules = RuleSet::embedded();
+    let trie = rules.alias_trie();
+    for key in [
+        "ts",
+        "order_id",
+        "request_id",
+        "sha256",
+        "timestamp",
+        "",
+        "__",
+    ] {
+        assert!(trie.ends_no_entry(key.as_bytes()), "{key:?}");
+    }
+    // An alias ends them (`imei`, `mac`), or a byte the walk cannot judge.
+    for key in [
+        "device_IMEI",
+        "wifiMac",
+        "machine_imei",
+        "xmac",
+        "设备imei",
+        "名",
+    ] {
+        assert!(!trie.ends_no_entry(key.as_bytes()), "{key:?}");
     }
 }
