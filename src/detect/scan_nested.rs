@@ -456,11 +456,7 @@ pub(super) fn decode_payload(
 /// throw the bytes away is most of what looking into base64 costs.
 pub(super) fn surely_binary(b64: &[u8], url_safe: bool) -> bool {
     let total = b64.len() * 3 / 4;
-    // Room beyond the 24 bytes: `decode_slice` wants its conservative
-    // estimate of the output to fit.
-    let mut prefix = [0u8; 32];
-    let quads = (b64.len() / 4).min(8);
-    let Ok(n) = engine(url_safe).decode_slice(&b64[..quads * 4], &mut prefix) else {
+    let Some((prefix, n)) = decode_prefix(b64, url_safe) else {
         // Not valid here: the full decode fails on its own.
         return false;
     };
@@ -469,19 +465,71 @@ pub(super) fn surely_binary(b64: &[u8], url_safe: bool) -> bool {
         return false;
     }
     // `mostly_text` accepts valid UTF-8 without control characters, or at
-    // least 90% printable bytes; the prefix can rule out both.
-    let not_utf8_text = match std::str::from_utf8(prefix) {
+    // least 90% printable bytes; the prefix can rule out both. The count
+    // comes first: it is cheaper, and it is what turns text away.
+    let unprintable = prefix
+        .iter()
+        .filter(|b| !(b.is_ascii_graphic() || b.is_ascii_whitespace()))
+        .count();
+    if unprintable * 10 <= total {
+        return false;
+    }
+    match std::str::from_utf8(prefix) {
         Ok(s) => has_control(s),
         Err(e) => {
             let valid = std::str::from_utf8(&prefix[..e.valid_up_to()]).unwrap_or_default();
             e.error_len().is_some() || has_control(valid)
         }
-    };
-    let unprintable = prefix
-        .iter()
-        .filter(|b| !(b.is_ascii_graphic() || b.is_ascii_whitespace()))
-        .count();
-    not_utf8_text && unprintable * 10 > total
+    }
+}
+
+/// Bytes of a base64 run [`surely_binary`] decodes.
+const PREFIX: usize = 24;
+
+/// What the first whole quads of `b64` (at most [`PREFIX`] bytes' worth)
+/// decode to, as the `base64` engine of the alphabet decodes them; `None`
+/// at a byte outside the alphabet. Decoded here: the engine's general
+/// decoder cost several times the rest of [`surely_binary`].
+pub(super) fn decode_prefix(b64: &[u8], url_safe: bool) -> Option<([u8; PREFIX], usize)> {
+    let table = &SEXTETS[usize::from(url_safe)];
+    let mut out = [0u8; PREFIX];
+    let quads = b64.chunks_exact(4).take(PREFIX / 3);
+    let mut n = 0;
+    for (quad, bytes) in quads.zip(out.chunks_exact_mut(3)) {
+        let mut word = 0u32;
+        for &c in quad {
+            let v = table[usize::from(c)];
+            if v == INVALID {
+                return None;
+            }
+            word = word << 6 | u32::from(v);
+        }
+        bytes.copy_from_slice(&word.to_be_bytes()[1..]);
+        n += 3;
+    }
+    Some((out, n))
+}
+
+/// Not a base64 digit.
+const INVALID: u8 = 0xFF;
+
+/// Per alphabet (standard, URL-safe): each byte's 6-bit value.
+static SEXTETS: [[u8; 256]; 2] = [sextets(b'+', b'/'), sextets(b'-', b'_')];
+
+const fn sextets(c62: u8, c63: u8) -> [u8; 256] {
+    let mut table = [INVALID; 256];
+    let mut i = 0;
+    while i < 26 {
+        table[b'A' as usize + i] = i as u8;
+        table[b'a' as usize + i] = 26 + i as u8;
+        if i < 10 {
+            table[b'0' as usize + i] = 52 + i as u8;
+        }
+        i += 1;
+    }
+    table[c62 as usize] = 62;
+    table[c63 as usize] = 63;
+    table
 }
 
 /// The base64 alphabet a run uses (padding is trimmed before decoding).

@@ -216,6 +216,29 @@ proptest! {
     }
 }
 
+proptest! {
+    /// The hand-made prefix decoder agrees with the `base64` engine, on
+    /// runs of either alphabet, of both, and with bytes of neither.
+    #[test]
+    fn the_prefix_decoder_agrees_with_the_engine(
+        b64 in "[A-Za-z0-9+/_=-]{0,40}|[A-Za-z0-9+/]{0,40}|[A-Za-z0-9_-]{0,40}",
+        url_safe in any::<bool>(),
+    ) {
+        use base64::Engine as _;
+        let engine = if url_safe {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+        } else {
+            base64::engine::general_purpose::STANDARD_NO_PAD
+        };
+        let b64 = b64.as_bytes();
+        let whole = &b64[..(b64.len() / 4).min(8) * 4];
+        let mut want = [0u8; 32];
+        let want = engine.decode_slice(whole, &mut want).ok().map(|n| want[..n].to_vec());
+        let got = nested::decode_prefix(b64, url_safe).map(|(bytes, n)| bytes[..n].to_vec());
+        prop_assert_eq!(got, want);
+    }
+}
+
 /// Deterministic noise: what compressed or encrypted bodies look like.
 fn noise(len: usize, mut seed: u64) -> Vec<u8> {
     (0..len)
