@@ -56,7 +56,7 @@ struct Group {
     /// bytes, which the window can still see).
     shortest: RunShifts,
     /// Bytes every rule of the group refuses right before a match (or a
-    /// subset of them).
+    /// subset of them), as an index into [`BlockFilter::refused`].
     refused_before: Option<usize>,
     /// The required set every rule of the group has, if one does.
     required: Option<Reach>,
@@ -95,6 +95,9 @@ pub(super) struct BlockFilter {
     class: Box<[u16; 256]>,
     sets: Vec<ByteSet>,
     groups: Vec<Group>,
+    /// The slots some group's `refused_before` tests, each once: groups
+    /// share them (digit and hex rules refuse their own runs' bytes).
+    refused: Vec<usize>,
     /// More alphabets than slots: every position is a candidate.
     every_position: bool,
 }
@@ -105,6 +108,7 @@ impl BlockFilter {
             class: Box::new([0; 256]),
             sets: Vec::new(),
             groups: Vec::new(),
+            refused: Vec::new(),
             every_position: false,
         };
         // The rules of each alphabet, in order of first appearance.
@@ -143,7 +147,12 @@ impl BlockFilter {
             let refused = rs.iter().fold(ByteSet([u64::MAX; 4]), |all, r| {
                 all.intersect(r.refused_before)
             });
-            f.groups[g].refused_before = f.subset_slot(refused);
+            f.groups[g].refused_before = f.subset_slot(refused).map(|x| {
+                f.refused.iter().position(|&r| r == x).unwrap_or_else(|| {
+                    f.refused.push(x);
+                    f.refused.len() - 1
+                })
+            });
         }
         for r in rules {
             if let Some((set, _)) = r.required {
@@ -250,9 +259,15 @@ impl BlockFilter {
                     },
                 };
                 let before = self.class[usize::from(buf[at - 1])];
+                // Positions whose byte before is not in each refused set.
+                let mut allowed = [0u64; SLOTS];
+                for (a, &x) in allowed.iter_mut().zip(&self.refused) {
+                    let refused = window.maps[x] << 1 | u64::from(before >> x & 1);
+                    *a = !refused | escaped >> half;
+                }
                 let mut cand = 0u64;
                 for g in &self.groups {
-                    cand |= g.candidates(&window.maps, before, escaped >> half);
+                    cand |= g.candidates(&window.maps, &allowed);
                 }
                 cand &= (1 << HALF.min(to - at)) - 1;
                 while cand != 0 {
@@ -311,15 +326,14 @@ impl Window {
 
 impl Group {
     /// Positions of the window's first half where a rule of the group may
-    /// start; `before` is the classes of the byte before the window,
-    /// `escaped` the positions after a `%XX`.
-    fn candidates(&self, window: &[u64; SLOTS], before: u16, escaped: u64) -> u64 {
+    /// start; `allowed` holds, per [`BlockFilter::refused`] set, the
+    /// positions its bytes do not precede (or that follow a `%XX`).
+    fn candidates(&self, window: &[u64; SLOTS], allowed: &[u64; SLOTS]) -> u64 {
         // Cheapest and most selective first.
         let a = window[self.alphabet];
         let mut c = a;
-        if let Some(x) = self.refused_before {
-            let refused = window[x] << 1 | u64::from(before >> x & 1);
-            c &= !refused | escaped;
+        if let Some(k) = self.refused_before {
+            c &= allowed[k];
         }
         if c == 0 {
             return 0;
