@@ -4,8 +4,7 @@
 //! never look at the rest.
 //!
 //! Per block it builds one bitmap per byte set the rules need (bit `i` set
-//! when byte `i` of the block is in the set), from a 256-entry class
-//! table and a bit transpose. Rules are grouped by alphabet, and each
+//! when byte `i` of the block is in the set; see [`classify`]). Rules are grouped by alphabet, and each
 //! half block is judged through a 64-bit window that looks 32 bytes on. A
 //! position can start a match of a group's rule only where
 //!
@@ -28,15 +27,10 @@
 //! sets gets no filter: every position is checked.
 
 use super::shape::ByteSet;
+use classify::{BLOCK, Classifier, SLOTS};
 
-/// Bytes per block, and bits per bitmap.
-const BLOCK: usize = 64;
 /// Positions judged per window: the window's other half is look-ahead.
 const HALF: usize = BLOCK / 2;
-/// Byte sets one filter follows: one bit each of a class-table entry.
-const SLOTS: usize = 16;
-/// Eight sets per byte plane the transpose reads.
-const PLANES: usize = SLOTS / 8;
 
 /// What a rule needs at a position for a match to start there.
 pub(super) struct RuleNeeds {
@@ -91,8 +85,8 @@ impl Reach {
 
 /// Names the positions where a rule may start; see the module docs.
 pub(super) struct BlockFilter {
-    /// Bit `j` of `class[b]`: byte `b` is in set `j`.
-    class: Box<[u16; 256]>,
+    /// Sorts bytes into `sets`, slot by slot.
+    classify: Classifier,
     sets: Vec<ByteSet>,
     groups: Vec<Group>,
     /// The slots some group's `refused_before` tests, each once: groups
@@ -105,7 +99,7 @@ pub(super) struct BlockFilter {
 impl BlockFilter {
     pub fn new(rules: &[RuleNeeds]) -> BlockFilter {
         let mut f = BlockFilter {
-            class: Box::new([0; 256]),
+            classify: Classifier::new(),
             sets: Vec::new(),
             groups: Vec::new(),
             refused: Vec::new(),
@@ -176,16 +170,8 @@ impl BlockFilter {
         if let Some(i) = self.sets.iter().position(|s| *s == set) {
             return Some(i);
         }
-        let j = self.sets.len();
-        if j == SLOTS {
-            return None;
-        }
+        let j = self.classify.add(set)?;
         self.sets.push(set);
-        for b in 0..=255u8 {
-            if set.contains(b) {
-                self.class[usize::from(b)] |= 1 << j;
-            }
-        }
         Some(j)
     }
 
@@ -235,11 +221,11 @@ impl BlockFilter {
             .map(|i| lo + i + 3)
             .filter(|&p| p >= from)
             .peekable();
-        let mut next = self.bitmaps(buf, from);
+        let mut next = self.classify.maps(buf, from);
         let mut base = from;
         while base < to {
             let cur = next;
-            next = self.bitmaps(buf, base + BLOCK);
+            next = self.classify.maps(buf, base + BLOCK);
             let mut escaped = 0u64;
             while let Some(&p) = escapes.peek().filter(|&&p| p < base + BLOCK) {
                 escaped |= 1 << (p - base);
@@ -258,7 +244,7 @@ impl BlockFilter {
                         std::array::from_fn(|j| cur[j] >> HALF | next[j] << HALF)
                     },
                 };
-                let before = self.class[usize::from(buf[at - 1])];
+                let before = self.classify.classes(buf[at - 1]);
                 // Positions whose byte before is not in each refused set.
                 let mut allowed = [0u64; SLOTS];
                 for (a, &x) in allowed.iter_mut().zip(&self.refused) {
@@ -277,34 +263,6 @@ impl BlockFilter {
             }
             base += BLOCK;
         }
-    }
-
-    /// One bitmap per followed set for `buf[at..at + BLOCK]`; bytes past
-    /// the end are in no set.
-    fn bitmaps(&self, buf: &[u8], at: usize) -> [u64; SLOTS] {
-        let mut planes = [[0u8; BLOCK]; PLANES];
-        let mut classify = |i: usize, b: u8| {
-            let c = self.class[usize::from(b)];
-            planes[0][i] = c as u8;
-            planes[1][i] = (c >> 8) as u8;
-        };
-        match buf.get(at..at + BLOCK) {
-            // A whole block: a loop of known length, unrolled.
-            Some(block) => {
-                let block: &[u8; BLOCK] = block.try_into().expect("a block");
-                (0..BLOCK).for_each(|i| classify(i, block[i]));
-            }
-            None => {
-                let tail = buf.get(at..).unwrap_or_default();
-                tail.iter().enumerate().for_each(|(i, &b)| classify(i, b));
-            }
-        }
-        let mut out = [0u64; SLOTS];
-        let used = self.sets.len().div_ceil(8);
-        for (plane, maps) in planes.iter().zip(out.chunks_exact_mut(8)).take(used) {
-            transpose::bit_planes(plane, maps.try_into().expect("8 maps"));
-        }
-        out
     }
 }
 
@@ -419,6 +377,8 @@ fn reaches(a: u64, set: u64, reach: &Reach) -> u64 {
     hit
 }
 
+#[path = "patterns_classify.rs"]
+mod classify;
 #[path = "patterns_transpose.rs"]
 mod transpose;
 

@@ -1,0 +1,184 @@
+//! Which of up to [`SLOTS`] byte sets each byte of a 64-byte block is in,
+//! as one 64-bit map per set, for [`super::BlockFilter`].
+//!
+//! Two ways give the same maps. Everywhere: a 256-entry class table (bit
+//! `j` of `class[b]`: byte `b` is in set `j`) read byte by byte, then a bit
+//! transpose ([`super::transpose`]). On x86-64 CPUs with AVX2, found at
+//! run time: nibble lookups, 32 bytes at a time. A byte `b` is in set `j`
+//! when bit `b >> 4` of `low[j][b & 15]` is set (the bits of the high
+//! nibbles 0..8 in one table, 8..16 in a second, looked up only when some
+//! set holds a non-ASCII byte), which `pshufb` looks up for 32 bytes at
+//! once.
+
+use super::ByteSet;
+use super::transpose;
+
+/// Bytes per block, and bits per map.
+pub(super) const BLOCK: usize = 64;
+/// Sets one classifier follows: one bit each of a class-table entry.
+pub(super) const SLOTS: usize = 16;
+/// Eight sets per byte plane the transpose reads.
+const PLANES: usize = SLOTS / 8;
+
+/// Byte sets, and the tables that sort bytes into them.
+pub(super) struct Classifier {
+    /// Bit `j` of `class[b]`: byte `b` is in set `j`.
+    class: Box<[u16; 256]>,
+    sets: usize,
+    /// Per set: for each low nibble, the high nibbles 0..8 (`[0]`) and
+    /// 8..16 (`[1]`) that make a byte of the set; each table twice, as
+    /// `pshufb` looks up each 128-bit lane on its own.
+    nibbles: Vec<[[u8; 32]; 2]>,
+    /// Some set holds a byte of 0x80 or above: the second tables count.
+    non_ascii: bool,
+    avx2: bool,
+}
+
+impl Classifier {
+    pub fn new() -> Classifier {
+        Classifier {
+            class: Box::new([0; 256]),
+            sets: 0,
+            nibbles: Vec::new(),
+            non_ascii: false,
+            avx2: avx2_detected(),
+        }
+    }
+
+    /// Follows `set` as the next slot; `None` when all are taken.
+    pub fn add(&mut self, set: ByteSet) -> Option<usize> {
+        let j = self.sets;
+        if j == SLOTS {
+            return None;
+        }
+        self.sets += 1;
+        let mut nibbles = [[0u8; 32]; 2];
+        for b in (0..=255u8).filter(|&b| set.contains(b)) {
+            self.class[usize::from(b)] |= 1 << j;
+            let (low, high) = (usize::from(b & 15), b >> 4);
+            let table = &mut nibbles[usize::from(high >> 3)];
+            table[low] |= 1 << (high & 7);
+            table[low + 16] |= 1 << (high & 7);
+        }
+        self.non_ascii |= nibbles[1] != [0; 32];
+        self.nibbles.push(nibbles);
+        Some(j)
+    }
+
+    /// The sets byte `b` is in: bit `j` for slot `j`.
+    pub fn classes(&self, b: u8) -> u16 {
+        self.class[usize::from(b)]
+    }
+
+    /// One map per slot for `buf[at..at + BLOCK]`; bytes past the end are
+    /// in no set.
+    pub fn maps(&self, buf: &[u8], at: usize) -> [u64; SLOTS] {
+        match buf.get(at..at + BLOCK) {
+            Some(block) => self.block_maps(block.try_into().expect("a block")),
+            None => {
+                let tail = buf.get(at..).unwrap_or_default();
+                let mut block = [0u8; BLOCK];
+                block[..tail.len()].copy_from_slice(tail);
+                let inside = u64::MAX
+                    .checked_shl(tail.len() as u32)
+                    .map_or(u64::MAX, |m| !m);
+                self.block_maps(&block).map(|m| m & inside)
+            }
+        }
+    }
+
+    fn block_maps(&self, block: &[u8; BLOCK]) -> [u64; SLOTS] {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: `avx2` is set only where the CPU was found to have
+            // AVX2 (`avx2_detected`).
+            return unsafe { self.by_nibbles(block) };
+        }
+        self.by_table(block)
+    }
+
+    /// The class table and the bit transpose.
+    pub(super) fn by_table(&self, block: &[u8; BLOCK]) -> [u64; SLOTS] {
+        let mut planes = [[0u8; BLOCK]; PLANES];
+        for (i, &b) in block.iter().enumerate() {
+            let c = self.class[usize::from(b)];
+            planes[0][i] = c as u8;
+            planes[1][i] = (c >> 8) as u8;
+        }
+        let mut out = [0u64; SLOTS];
+        let used = self.sets.div_ceil(8);
+        for (plane, maps) in planes.iter().zip(out.chunks_exact_mut(8)).take(used) {
+            transpose::bit_planes(plane, maps.try_into().expect("8 maps"));
+        }
+        out
+    }
+
+    /// The nibble lookups, with AVX2.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must have AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn by_nibbles(&self, block: &[u8; BLOCK]) -> [u64; SLOTS] {
+        use std::arch::x86_64::{
+            __m256i, _mm256_and_si256, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8,
+            _mm256_or_si256, _mm256_set1_epi8, _mm256_setr_epi8, _mm256_setzero_si256,
+            _mm256_shuffle_epi8, _mm256_srli_epi16,
+        };
+        let table = |t: &[u8; 32]| -> __m256i {
+            // SAFETY: `t` is 32 readable bytes; `loadu` needs no alignment.
+            unsafe { _mm256_loadu_si256(t.as_ptr().cast()) }
+        };
+        #[rustfmt::skip]
+        let bit_of_low = _mm256_setr_epi8(
+            1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0, 0, 0,
+            1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0, 0, 0,
+        );
+        #[rustfmt::skip]
+        let bit_of_high = _mm256_setr_epi8(
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 64, -128,
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 64, -128,
+        );
+        let nibble = _mm256_set1_epi8(0x0f);
+        let zero = _mm256_setzero_si256();
+        let halves: [[__m256i; 3]; 2] = std::array::from_fn(|h| {
+            let part = &block[32 * h..32 * (h + 1)];
+            // SAFETY: `part` is 32 readable bytes; `loadu` needs no alignment.
+            let v = unsafe { _mm256_loadu_si256(part.as_ptr().cast()) };
+            let low = _mm256_and_si256(v, nibble);
+            let high = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
+            let bit_low = _mm256_shuffle_epi8(bit_of_low, high);
+            let bit_high = _mm256_shuffle_epi8(bit_of_high, high);
+            [low, bit_low, bit_high]
+        });
+        let mut out = [0u64; SLOTS];
+        for (o, nibbles) in out.iter_mut().zip(&self.nibbles) {
+            let (ascii, upper) = (table(&nibbles[0]), table(&nibbles[1]));
+            let mut map = 0u64;
+            for (h, [low, bit_low, bit_high]) in halves.iter().enumerate() {
+                let mut hit = _mm256_and_si256(_mm256_shuffle_epi8(ascii, *low), *bit_low);
+                if self.non_ascii {
+                    let more = _mm256_and_si256(_mm256_shuffle_epi8(upper, *low), *bit_high);
+                    hit = _mm256_or_si256(hit, more);
+                }
+                let missing = _mm256_movemask_epi8(_mm256_cmpeq_epi8(hit, zero)) as u32;
+                map |= u64::from(!missing) << (32 * h);
+            }
+            *o = map;
+        }
+        out
+    }
+}
+
+/// True when the CPU running this has AVX2.
+fn avx2_detected() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
