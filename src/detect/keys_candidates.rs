@@ -38,12 +38,15 @@ enum End {
 /// The aliases of a rule set, reversed, as a trie over their bytes.
 pub(super) struct KeyCandidates {
     trie: ByteTrie,
+    /// The CPU has AVX2: key ends are found 32 bytes at a time.
+    avx2: bool,
 }
 
 impl KeyCandidates {
     pub(super) fn new(rules: &RuleSet) -> KeyCandidates {
         KeyCandidates {
             trie: rules.alias_trie().clone(),
+            avx2: crate::detect::cpu::has_avx2(),
         }
     }
 
@@ -66,6 +69,12 @@ impl KeyCandidates {
     /// Positions are unsorted and may repeat.
     pub(super) fn collect(&self, buf: &[u8], from: usize, out: &mut Vec<usize>) {
         let mut c = from;
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: `avx2` is set only where the CPU was found to have
+            // AVX2 (`has_avx2`).
+            c = unsafe { self.collect_by_32(buf, c, out) };
+        }
         // Eight bytes at a time: only the bytes that can end a key are
         // looked at.
         while let Some(word) = buf.get(c..c + 8) {
@@ -79,6 +88,37 @@ impl KeyCandidates {
         for at in c..buf.len() {
             self.candidate(buf, at, out);
         }
+    }
+
+    /// [`Self::collect`] for whole 32-byte blocks from `c`, with AVX2;
+    /// returns where the blocks end.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must have AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn collect_by_32(&self, buf: &[u8], mut c: usize, out: &mut Vec<usize>) -> usize {
+        use std::arch::x86_64::{
+            _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_or_si256,
+            _mm256_set1_epi8,
+        };
+        let [quote, equals, colon, angle] = KEY_END_BYTES.map(|b| _mm256_set1_epi8(b as i8));
+        while let Some(block) = buf.get(c..c + 32) {
+            // SAFETY: `block` is 32 readable bytes; `loadu` needs no alignment.
+            let v = unsafe { _mm256_loadu_si256(block.as_ptr().cast()) };
+            let hits = _mm256_or_si256(
+                _mm256_or_si256(_mm256_cmpeq_epi8(v, quote), _mm256_cmpeq_epi8(v, equals)),
+                _mm256_or_si256(_mm256_cmpeq_epi8(v, colon), _mm256_cmpeq_epi8(v, angle)),
+            );
+            let mut ends = _mm256_movemask_epi8(hits) as u32;
+            while ends != 0 {
+                self.candidate(buf, c + ends.trailing_zeros() as usize, out);
+                ends &= ends - 1;
+            }
+            c += 32;
+        }
+        c
     }
 
     /// The starts for a key that may end right before `buf[c]`.
@@ -272,10 +312,13 @@ fn key_ends(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     // Exact per-byte zero test: no borrow runs from one byte to the next.
     let zero_bytes = |x: u64| !(((x & LOW7) + LOW7) | x | LOW7);
-    [b'"', b'=', b':', b'>']
+    KEY_END_BYTES
         .iter()
         .fold(0, |m, &b| m | zero_bytes(word ^ (ONES * u64::from(b))))
 }
+
+/// The bytes that can end a key: where [`KeyCandidates::candidate`] looks.
+const KEY_END_BYTES: [u8; 4] = [b'"', b'=', b':', b'>'];
 
 /// The bytes a key may hold, one bit per syntax (the introducer regex's
 /// key classes).
@@ -315,7 +358,38 @@ const fn key_bytes() -> [u8; 256] {
 mod tests {
     use proptest::prelude::*;
 
+    use super::KeyCandidates;
+    use crate::detect::rules::RuleSet;
+
     proptest! {
+        /// The block scans name the same starts, in the same order, as
+        /// looking at every byte, with and without AVX2.
+        #[test]
+        fn collect_looks_at_every_key_end(
+            pieces in proptest::collection::vec(prop_oneof![
+                proptest::sample::select(vec![
+                    "\"imei\":", "\"ts\":", "&mac=", "oaid:", "<idfa>", "\r\nX-Device-Id: ",
+                    "\"\"", "a", " ", "\n",
+                ]).prop_map(str::to_string),
+                "[a-z_]{1,12}",
+                "[ -~]{1,40}",
+            ], 0..40),
+            from in 0usize..8,
+        ) {
+            static RULES: std::sync::LazyLock<RuleSet> = std::sync::LazyLock::new(RuleSet::embedded);
+            let buf = pieces.concat().into_bytes();
+            let from = from.min(buf.len());
+            let mut c = KeyCandidates::new(&RULES);
+            let mut want = Vec::new();
+            (from..buf.len()).for_each(|i| c.candidate(&buf, i, &mut want));
+            for avx2 in [false, c.avx2] {
+                c.avx2 = avx2;
+                let mut got = Vec::new();
+                c.collect(&buf, from, &mut got);
+                prop_assert_eq!(&got, &want);
+            }
+        }
+
         /// The word test marks exactly the bytes that can end a key, also
         /// next to bytes that borrow in a plain zero-byte test (0x00, 0x80,
         /// 0xFF).

@@ -41,7 +41,7 @@ impl Classifier {
             sets: 0,
             nibbles: Vec::new(),
             non_ascii: false,
-            avx2: avx2_detected(),
+            avx2: crate::detect::cpu::has_avx2(),
         }
     }
 
@@ -91,7 +91,7 @@ impl Classifier {
         #[cfg(target_arch = "x86_64")]
         if self.avx2 {
             // SAFETY: `avx2` is set only where the CPU was found to have
-            // AVX2 (`avx2_detected`).
+            // AVX2 (`has_avx2`).
             return unsafe { self.by_nibbles(block) };
         }
         self.by_table(block)
@@ -168,17 +168,5 @@ impl Classifier {
             *o = map;
         }
         out
-    }
-}
-
-/// True when the CPU running this has AVX2.
-fn avx2_detected() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
