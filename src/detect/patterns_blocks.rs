@@ -50,8 +50,9 @@ struct Group {
     /// bytes, which the window can still see).
     shortest: RunShifts,
     /// Bytes every rule of the group refuses right before a match (or a
-    /// subset of them), as an index into [`BlockFilter::refused`].
-    refused_before: Option<usize>,
+    /// subset of them), as an index into [`BlockFilter::refused`];
+    /// [`NO_REFUSED`] when there are none.
+    refused_before: usize,
     /// The required set every rule of the group has, if one does.
     required: Option<Reach>,
 }
@@ -129,7 +130,7 @@ impl BlockFilter {
                 alphabet,
                 // A match is never empty, so its first byte is in the alphabet.
                 shortest: run_shifts(shortest.clamp(1, HALF + 1)),
-                refused_before: None,
+                refused_before: NO_REFUSED,
                 required: None,
             });
         }
@@ -141,7 +142,7 @@ impl BlockFilter {
             let refused = rs.iter().fold(ByteSet([u64::MAX; 4]), |all, r| {
                 all.intersect(r.refused_before)
             });
-            f.groups[g].refused_before = f.subset_slot(refused).map(|x| {
+            f.groups[g].refused_before = f.subset_slot(refused).map_or(NO_REFUSED, |x| {
                 f.refused.iter().position(|&r| r == x).unwrap_or_else(|| {
                     f.refused.push(x);
                     f.refused.len() - 1
@@ -246,7 +247,7 @@ impl BlockFilter {
                 };
                 let before = self.classify.classes(buf[at - 1]);
                 // Positions whose byte before is not in each refused set.
-                let mut allowed = [0u64; SLOTS];
+                let mut allowed = [u64::MAX; ALLOWED];
                 for (a, &x) in allowed.iter_mut().zip(&self.refused) {
                     let refused = window.maps[x] << 1 | u64::from(before >> x & 1);
                     *a = !refused | escaped >> half;
@@ -286,20 +287,19 @@ impl Group {
     /// Positions of the window's first half where a rule of the group may
     /// start; `allowed` holds, per [`BlockFilter::refused`] set, the
     /// positions its bytes do not precede (or that follow a `%XX`).
-    fn candidates(&self, window: &[u64; SLOTS], allowed: &[u64; SLOTS]) -> u64 {
-        // Cheapest and most selective first.
-        let a = window[self.alphabet];
-        let mut c = a;
-        if let Some(k) = self.refused_before {
-            c &= allowed[k];
-        }
+    fn candidates(&self, window: &[u64; SLOTS], allowed: &[u64; ALLOWED]) -> u64 {
+        // Cheapest and most selective first. Slots are below `SLOTS` and
+        // refused indices below `ALLOWED`; the masks say so to the
+        // compiler, which then checks no bounds in this hot loop.
+        let a = window[self.alphabet & (SLOTS - 1)];
+        let mut c = a & allowed[self.refused_before & (ALLOWED - 1)];
         if c == 0 {
             return 0;
         }
         if let Some(reach) = &self.required {
             // No required byte in the window, the usual case, leaves only
             // runs too long for the window to judge.
-            let set = window[reach.slot];
+            let set = window[reach.slot & (SLOTS - 1)];
             let mut near = if set == 0 { 0 } else { reaches(a, set, reach) };
             if reach.beyond {
                 near |= at_least(a, &LONGER_THAN_HALF);
@@ -312,6 +312,11 @@ impl Group {
         c & at_least(a, &self.shortest)
     }
 }
+
+/// Entries of the per-window `allowed` maps: one per refused set (at most
+/// `SLOTS`), and [`NO_REFUSED`], all ones.
+const ALLOWED: usize = 2 * SLOTS;
+const NO_REFUSED: usize = ALLOWED - 1;
 
 /// The required set every rule of a group shares, with the farthest reach
 /// among them; `None` unless all have the same set.
