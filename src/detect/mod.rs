@@ -10,6 +10,7 @@
 //! [`sdk`] says who received the data. The rules are data
 //! (`detectors/*.toml`), loaded by [`rules`] and [`sdk`].
 
+mod classify;
 mod cpu;
 pub mod expand;
 pub mod finding;

@@ -4,7 +4,7 @@
 //! never look at the rest.
 //!
 //! Per block it builds one bitmap per byte set the rules need (bit `i` set
-//! when byte `i` of the block is in the set; see [`classify`]). Rules are grouped by alphabet, and each
+//! when byte `i` of the block is in the set; see [`Classifier`]). Rules are grouped by alphabet, and each
 //! half block is judged through a 64-bit window that looks 32 bytes on. A
 //! position can start a match of a group's rule only where
 //!
@@ -27,7 +27,7 @@
 //! sets gets no filter: every position is checked.
 
 use super::shape::ByteSet;
-use classify::{BLOCK, Classifier, SLOTS};
+use crate::detect::classify::{BLOCK, Classifier, SLOTS};
 
 /// Positions judged per window: the window's other half is look-ahead.
 const HALF: usize = BLOCK / 2;
@@ -171,7 +171,7 @@ impl BlockFilter {
         if let Some(i) = self.sets.iter().position(|s| *s == set) {
             return Some(i);
         }
-        let j = self.classify.add(set)?;
+        let j = self.classify.add(|b| set.contains(b))?;
         self.sets.push(set);
         Some(j)
     }
@@ -381,11 +381,6 @@ fn reaches(a: u64, set: u64, reach: &Reach) -> u64 {
     }
     hit
 }
-
-#[path = "patterns_classify.rs"]
-mod classify;
-#[path = "patterns_transpose.rs"]
-mod transpose;
 
 #[cfg(test)]
 #[path = "patterns_blocks_tests.rs"]

@@ -14,10 +14,12 @@
 //! child sees the same text whatever the chunking.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
 use base64::Engine;
 
 use super::{MessageScan, hex_value};
+use crate::detect::classify::{BLOCK, Classifier};
 use crate::flow::decode::{ContentCoding, StreamDecoder};
 
 /// Shortest base64 run worth decoding: shorter runs are mostly words and
@@ -76,19 +78,18 @@ impl<'d> MessageScan<'d> {
         let mut start = carried.then_some(0);
         let mut i = 0;
         loop {
-            let rest = &chunk[i..];
             match start {
                 // The run's bytes up to `read` are known to be base64.
                 None => match next_run(chunk, i) {
                     Some((s, read)) => (i, start) = (read, Some(s)),
                     None => break,
                 },
-                Some(s) => match rest.iter().position(|b| !BASE64[usize::from(*b)]) {
-                    Some(n) => {
-                        tokens.extend(self.base64.close(&chunk[s..i + n], max_token));
-                        (i, start) = (i + n, None);
+                Some(s) => match base64_end(chunk, i) {
+                    end if end < chunk.len() => {
+                        tokens.extend(self.base64.close(&chunk[s..end], max_token));
+                        (i, start) = (end, None);
                     }
-                    None => break,
+                    _ => break,
                 },
             }
         }
@@ -334,15 +335,33 @@ pub(super) fn next_run(chunk: &[u8], mut from: usize) -> Option<(usize, usize)> 
             .iter()
             .rposition(|b| !is_base64(b))
             .map_or(from, |n| from + n + 1);
-        let end = chunk[probe..]
-            .iter()
-            .position(|b| !is_base64(b))
-            .map_or(chunk.len(), |n| probe + n);
+        let end = base64_end(chunk, probe);
         if end - s >= MIN_TOKEN || end == chunk.len() {
             return Some((s, end));
         }
         from = end + 1;
     }
+}
+
+/// Where the first byte at or after `at` that is not base64 lies in
+/// `chunk` (its length when there is none). Runs are followed 64 bytes at
+/// a time: digests, ids and blobs are long, and testing them byte by
+/// byte was a branch per byte.
+fn base64_end(chunk: &[u8], mut at: usize) -> usize {
+    static RUNS: LazyLock<Classifier> = LazyLock::new(|| {
+        let mut c = Classifier::new();
+        c.add(|b| BASE64[usize::from(b)]);
+        c
+    });
+    while at < chunk.len() {
+        // Bytes past the end are in no set, so a map read there stops.
+        let outside = !RUNS.maps(chunk, at)[0];
+        if outside != 0 {
+            return (at + outside.trailing_zeros() as usize).min(chunk.len());
+        }
+        at += BLOCK;
+    }
+    chunk.len()
 }
 
 /// Where the first `%XX` escape in `buf[from..to]` starts.

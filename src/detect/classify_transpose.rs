@@ -1,6 +1,6 @@
 //! Bit planes of 64 bytes: the transpose that turns per-byte class bits
 //! into one 64-bit map per class, for the class-table way of
-//! [`super::classify`].
+//! [`super::Classifier`].
 
 /// Sets bit `i` of `out[j]` to bit `j` of `bytes[i]`.
 pub(super) fn bit_planes(bytes: &[u8; 64], out: &mut [u64; 8]) {

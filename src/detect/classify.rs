@@ -1,27 +1,25 @@
 //! Which of up to [`SLOTS`] byte sets each byte of a 64-byte block is in,
-//! as one 64-bit map per set, for [`super::BlockFilter`].
+//! as one 64-bit map per set: for the pattern detector's block filter, and
+//! for finding where base64 runs end.
 //!
 //! Two ways give the same maps. Everywhere: a 256-entry class table (bit
 //! `j` of `class[b]`: byte `b` is in set `j`) read byte by byte, then a bit
-//! transpose ([`super::transpose`]). On x86-64 CPUs with AVX2, found at
+//! transpose ([`transpose`]). On x86-64 CPUs with AVX2, found at
 //! run time: nibble lookups, 32 bytes at a time. A byte `b` is in set `j`
 //! when bit `b >> 4` of `low[j][b & 15]` is set (the bits of the high
 //! nibbles 0..8 in one table, 8..16 in a second, looked up only when some
 //! set holds a non-ASCII byte), which `pshufb` looks up for 32 bytes at
 //! once.
 
-use super::ByteSet;
-use super::transpose;
-
 /// Bytes per block, and bits per map.
-pub(super) const BLOCK: usize = 64;
+pub(crate) const BLOCK: usize = 64;
 /// Sets one classifier follows: one bit each of a class-table entry.
-pub(super) const SLOTS: usize = 16;
+pub(crate) const SLOTS: usize = 16;
 /// Eight sets per byte plane the transpose reads.
 const PLANES: usize = SLOTS / 8;
 
 /// Byte sets, and the tables that sort bytes into them.
-pub(super) struct Classifier {
+pub(crate) struct Classifier {
     /// Bit `j` of `class[b]`: byte `b` is in set `j`.
     class: Box<[u16; 256]>,
     sets: usize,
@@ -45,15 +43,16 @@ impl Classifier {
         }
     }
 
-    /// Follows `set` as the next slot; `None` when all are taken.
-    pub fn add(&mut self, set: ByteSet) -> Option<usize> {
+    /// Follows the set of bytes `contains` accepts as the next slot; `None`
+    /// when all are taken.
+    pub fn add(&mut self, contains: impl Fn(u8) -> bool) -> Option<usize> {
         let j = self.sets;
         if j == SLOTS {
             return None;
         }
         self.sets += 1;
         let mut nibbles = [[0u8; 32]; 2];
-        for b in (0..=255u8).filter(|&b| set.contains(b)) {
+        for b in (0..=255u8).filter(|&b| contains(b)) {
             self.class[usize::from(b)] |= 1 << j;
             let (low, high) = (usize::from(b & 15), b >> 4);
             let table = &mut nibbles[usize::from(high >> 3)];
@@ -98,7 +97,7 @@ impl Classifier {
     }
 
     /// The class table and the bit transpose.
-    pub(super) fn by_table(&self, block: &[u8; BLOCK]) -> [u64; SLOTS] {
+    fn by_table(&self, block: &[u8; BLOCK]) -> [u64; SLOTS] {
         let mut planes = [[0u8; BLOCK]; PLANES];
         for (i, &b) in block.iter().enumerate() {
             let c = self.class[usize::from(b)];
@@ -120,7 +119,7 @@ impl Classifier {
     /// The CPU must have AVX2.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn by_nibbles(&self, block: &[u8; BLOCK]) -> [u64; SLOTS] {
+    unsafe fn by_nibbles(&self, block: &[u8; BLOCK]) -> [u64; SLOTS] {
         use std::arch::x86_64::{
             __m256i, _mm256_and_si256, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8,
             _mm256_or_si256, _mm256_set1_epi8, _mm256_setr_epi8, _mm256_setzero_si256,
@@ -170,3 +169,10 @@ impl Classifier {
         out
     }
 }
+
+#[path = "classify_transpose.rs"]
+mod transpose;
+
+#[cfg(test)]
+#[path = "classify_tests.rs"]
+mod tests;
