@@ -22,7 +22,6 @@ const PLANES: usize = SLOTS / 8;
 pub(crate) struct Classifier {
     /// Bit `j` of `class[b]`: byte `b` is in set `j`.
     class: Box<[u16; 256]>,
-    sets: usize,
     /// Per set: for each low nibble, the high nibbles 0..8 (`[0]`) and
     /// 8..16 (`[1]`) that make a byte of the set; each table twice, as
     /// `pshufb` looks up each 128-bit lane on its own.
@@ -36,7 +35,6 @@ impl Classifier {
     pub fn new() -> Classifier {
         Classifier {
             class: Box::new([0; 256]),
-            sets: 0,
             nibbles: Vec::new(),
             non_ascii: false,
             avx2: crate::detect::cpu::has_avx2(),
@@ -46,11 +44,10 @@ impl Classifier {
     /// Follows the set of bytes `contains` accepts as the next slot; `None`
     /// when all are taken.
     pub fn add(&mut self, contains: impl Fn(u8) -> bool) -> Option<usize> {
-        let j = self.sets;
+        let j = self.nibbles.len();
         if j == SLOTS {
             return None;
         }
-        self.sets += 1;
         let mut nibbles = [[0u8; 32]; 2];
         for b in (0..=255u8).filter(|&b| contains(b)) {
             self.class[usize::from(b)] |= 1 << j;
@@ -105,7 +102,7 @@ impl Classifier {
             planes[1][i] = (c >> 8) as u8;
         }
         let mut out = [0u64; SLOTS];
-        let used = self.sets.div_ceil(8);
+        let used = self.nibbles.len().div_ceil(8);
         for (plane, maps) in planes.iter().zip(out.chunks_exact_mut(8)).take(used) {
             transpose::bit_planes(plane, maps.try_into().expect("8 maps"));
         }

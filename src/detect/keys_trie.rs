@@ -112,7 +112,11 @@ impl ByteTrie {
             if node == 0 {
                 return true;
             }
-            if self.values[node] != [u32::MAX; 2] {
+            if self
+                .value(node, SUFFIX)
+                .or(self.value(node, EXACT))
+                .is_some()
+            {
                 return false;
             }
         }

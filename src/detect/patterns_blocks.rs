@@ -4,9 +4,10 @@
 //! never look at the rest.
 //!
 //! Per block it builds one bitmap per byte set the rules need (bit `i` set
-//! when byte `i` of the block is in the set; see [`Classifier`]). Rules are grouped by alphabet, and each
-//! half block is judged through a 64-bit window that looks 32 bytes on. A
-//! position can start a match of a group's rule only where
+//! when byte `i` of the block is in the set; see [`Classifier`]). Rules
+//! are grouped by alphabet, and each half block is judged through a 64-bit
+//! window that looks 32 bytes on. A position can start a match of a
+//! group's rule only where
 //!
 //! - the alphabet run from it is at least the group's shortest match long
 //!   (a digit rule needs 13 digits, an e-mail 6 bytes of its alphabet);
@@ -337,8 +338,8 @@ fn common_required(rules: &[&RuleNeeds]) -> Option<(ByteSet, usize)> {
 type RunShifts = [u32; 6];
 
 /// The shifts for a run of `len` bits (up to `HALF + 1`): doubling, then
-/// one step to make up the rest; none for 0 or 1. A shift of 0 changes nothing, so every
-/// length takes the same six steps, unrolled.
+/// one step to make up the rest; none for 0 or 1. A shift of 0 changes
+/// nothing, so every length takes the same six steps, unrolled.
 const fn run_shifts(len: usize) -> RunShifts {
     let mut shifts = [0; 6];
     let (mut have, mut i) = (1, 0);

@@ -87,13 +87,7 @@ impl KeyMasks {
     }
 
     /// The rules of `m` that `key` allows.
-    pub(super) fn allowed(
-        &self,
-        key: &KeyInfo<'_>,
-        m: u64,
-        rules: &RuleSet,
-        scan: &[ScanRule],
-    ) -> u64 {
+    fn allowed(&self, key: &KeyInfo<'_>, m: u64, rules: &RuleSet, scan: &[ScanRule]) -> u64 {
         let Some(k) = key.key.as_deref() else {
             return m & self.keyless;
         };

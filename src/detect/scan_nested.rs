@@ -354,10 +354,11 @@ fn base64_end(chunk: &[u8], mut at: usize) -> usize {
         c
     });
     while at < chunk.len() {
-        // Bytes past the end are in no set, so a map read there stops.
+        // Bytes past the end are in no set, so a block the data ends in
+        // has its first bit past the end set here.
         let outside = !RUNS.maps(chunk, at)[0];
         if outside != 0 {
-            return (at + outside.trailing_zeros() as usize).min(chunk.len());
+            return at + outside.trailing_zeros() as usize;
         }
         at += BLOCK;
     }
