@@ -34,6 +34,7 @@ use crate::detect::classify::{BLOCK, Classifier, SLOTS};
 const HALF: usize = BLOCK / 2;
 
 /// What a rule needs at a position for a match to start there.
+#[derive(Debug)]
 pub(super) struct RuleNeeds {
     pub alphabet: ByteSet,
     pub min_len: usize,
@@ -96,6 +97,9 @@ pub(super) struct BlockFilter {
     refused: Vec<usize>,
     /// More alphabets than slots: every position is a candidate.
     every_position: bool,
+    /// The groups' tests four at a time, where the CPU has AVX2.
+    #[cfg(target_arch = "x86_64")]
+    lanes: Option<lanes::GroupLanes>,
 }
 
 impl BlockFilter {
@@ -106,6 +110,8 @@ impl BlockFilter {
             groups: Vec::new(),
             refused: Vec::new(),
             every_position: false,
+            #[cfg(target_arch = "x86_64")]
+            lanes: None,
         };
         // The rules of each alphabet, in order of first appearance.
         let mut members: Vec<(ByteSet, Vec<&RuleNeeds>)> = Vec::new();
@@ -154,6 +160,11 @@ impl BlockFilter {
             if let Some((set, _)) = r.required {
                 f.slot(set);
             }
+        }
+        #[cfg(target_arch = "x86_64")]
+        if crate::detect::cpu::has_avx2() {
+            let refused = |x: usize| f.refused.get(x).copied();
+            f.lanes = Some(lanes::GroupLanes::new(&f.groups, refused));
         }
         f
     }
@@ -247,16 +258,7 @@ impl BlockFilter {
                     },
                 };
                 let before = self.classify.classes(buf[at - 1]);
-                // Positions whose byte before is not in each refused set.
-                let mut allowed = [u64::MAX; ALLOWED];
-                for (a, &x) in allowed.iter_mut().zip(&self.refused) {
-                    let refused = window.maps[x] << 1 | u64::from(before >> x & 1);
-                    *a = !refused | escaped >> half;
-                }
-                let mut cand = 0u64;
-                for g in &self.groups {
-                    cand |= g.candidates(&window.maps, &allowed);
-                }
+                let mut cand = self.candidates(&window.maps, before, escaped >> half);
                 cand &= (1 << HALF.min(to - at)) - 1;
                 while cand != 0 {
                     visit(at + cand.trailing_zeros() as usize, Some(&window));
@@ -265,6 +267,29 @@ impl BlockFilter {
             }
             base += BLOCK;
         }
+    }
+}
+
+impl BlockFilter {
+    /// The positions of a window's first half where some group's rule may
+    /// start; `before` holds the classes of the byte before the window
+    /// and `escaped` the positions that follow a `%XX` escape.
+    fn candidates(&self, maps: &[u64; SLOTS], before: u16, escaped: u64) -> u64 {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(lanes) = &self.lanes {
+            // SAFETY: `lanes` is built only where the CPU was found to
+            // have AVX2 (`has_avx2`).
+            return unsafe { lanes.candidates(maps, before, escaped) };
+        }
+        // Positions whose byte before is not in each refused set.
+        let mut allowed = [u64::MAX; ALLOWED];
+        for (a, &x) in allowed.iter_mut().zip(&self.refused) {
+            let refused = maps[x] << 1 | u64::from(before >> x & 1);
+            *a = !refused | escaped;
+        }
+        self.groups
+            .iter()
+            .fold(0, |cand, g| cand | g.candidates(maps, &allowed))
     }
 }
 
@@ -382,6 +407,10 @@ fn reaches(a: u64, set: u64, reach: &Reach) -> u64 {
     }
     hit
 }
+
+#[cfg(target_arch = "x86_64")]
+#[path = "patterns_blocks_lanes.rs"]
+mod lanes;
 
 #[cfg(test)]
 #[path = "patterns_blocks_tests.rs"]

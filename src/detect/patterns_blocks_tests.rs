@@ -133,3 +133,51 @@ proptest! {
         }
     }
 }
+
+/// Byte pools the rules' sets and the text are drawn from: few enough
+/// that runs, required bytes and refused bytes before runs all happen.
+const POOL: &[u8] = b"0123456789abcdefxyzAF-:.@% +";
+
+fn pool_set() -> impl Strategy<Value = ByteSet> {
+    proptest::sample::subsequence(POOL, 1..=POOL.len()).prop_map(|bytes| set(&bytes))
+}
+
+fn rule_needs() -> impl Strategy<Value = RuleNeeds> {
+    (
+        pool_set(),
+        1usize..=40,
+        prop_oneof![Just(ByteSet::default()), pool_set()],
+        proptest::option::of((pool_set(), 0usize..80)),
+    )
+        .prop_map(|(alphabet, min_len, refused_before, required)| RuleNeeds {
+            alphabet,
+            min_len,
+            refused_before,
+            required,
+        })
+}
+
+#[cfg(target_arch = "x86_64")]
+proptest! {
+    #[test]
+    fn the_lanes_name_the_positions_the_group_loop_names(
+        rules in proptest::collection::vec(rule_needs(), 1..=14),
+        pieces in proptest::collection::vec(
+            (proptest::sample::select(POOL), prop_oneof![Just(1usize), 1usize..70]),
+            1..100,
+        ),
+        from in 1usize..70,
+    ) {
+        // Single bytes and long runs of one byte, so that runs past the
+        // window's half, with or without a required byte, are common.
+        let text: Vec<u8> = pieces
+            .iter()
+            .flat_map(|&(b, n)| std::iter::repeat_n(b, n))
+            .collect();
+        let mut f = BlockFilter::new(&rules);
+        prop_assume!(f.lanes.is_some());
+        let fast = visited(&f, &text, from, text.len());
+        f.lanes = None;
+        prop_assert_eq!(fast, visited(&f, &text, from, text.len()));
+    }
+}

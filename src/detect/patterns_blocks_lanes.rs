@@ -1,0 +1,240 @@
+//! The block filter's group tests four groups at a time, with AVX2.
+//!
+//! [`Group::candidates`] tests one group with a dozen or more shifts of a
+//! 64-bit window, each by a count the group's rules set; for the eleven
+//! groups of the embedded rules that cost ~16 instructions per byte. Here
+//! each group is a 64-bit lane, and `vpsrlvq` shifts each lane by its own
+//! count, so one vector instruction does a step for four groups.
+//!
+//! The steps are the scalar ones without their early exits, made uniform
+//! across lanes: a lane whose group takes fewer steps shifts by 0 in the
+//! rest, which changes nothing (`x & x >> 0 == x`; see [`Quad`]). Lanes
+//! past the last group read an all-zero alphabet and yield nothing. A
+//! property test holds this path to the scalar one.
+
+use std::arch::x86_64::{
+    __m256i, _mm_cvtsi128_si64, _mm_or_si128, _mm_unpackhi_epi64, _mm256_and_si256,
+    _mm256_andnot_si256, _mm256_castsi256_si128, _mm256_extracti128_si256, _mm256_i64gather_epi64,
+    _mm256_loadu_si256, _mm256_mask_i64gather_epi64, _mm256_or_si256, _mm256_set1_epi64x,
+    _mm256_setzero_si256, _mm256_slli_epi64, _mm256_srlv_epi64,
+};
+
+use super::{Group, HALF, LONGER_THAN_HALF, RunShifts, SLOTS};
+
+/// Groups per vector.
+const LANES: usize = 4;
+/// Doubling steps of a reach test: offsets up to `HALF` take five.
+const STEPS: usize = HALF.ilog2() as usize;
+
+/// One value per lane.
+type Lanes = [u64; LANES];
+
+/// `LONGER_THAN_HALF` in every lane.
+const LONGER: [Lanes; 6] = {
+    let mut out = [[0; LANES]; 6];
+    let mut k = 0;
+    while k < 6 {
+        out[k] = [LONGER_THAN_HALF[k] as u64; LANES];
+        k += 1;
+    }
+    out
+};
+
+/// What four groups need, lane by lane; see [`Group`] and [`super::Reach`].
+struct Quad {
+    /// The alphabet's slot; `live` is all ones in lanes that hold a group.
+    alphabet: Lanes,
+    live: Lanes,
+    /// The refused set's slot, and all ones where the group has one.
+    refused: Lanes,
+    has_refused: Lanes,
+    /// `run_shifts` of the shortest match, one array per step.
+    shortest: [Lanes; 6],
+    /// The required set's slot, and all ones where the group has one.
+    required: Lanes,
+    has_required: Lanes,
+    /// Per doubling step `k` of [`super::reaches`], `1 << k` where the
+    /// lane's reach takes that step and 0 where it does not.
+    doubling: [Lanes; STEPS],
+    /// The reach's last step: its offset, and `run_shifts` for it.
+    rest: Lanes,
+    rest_run: [Lanes; 6],
+    /// All ones where a run longer than the window's half passes.
+    beyond: Lanes,
+    /// Steps worth taking: no lane requires, or looks beyond, otherwise.
+    any_required: bool,
+    any_beyond: bool,
+    doubling_used: usize,
+}
+
+/// The groups of a filter, four to a [`Quad`].
+pub(super) struct GroupLanes {
+    quads: Vec<Quad>,
+}
+
+impl GroupLanes {
+    /// The lanes for `groups`; `refused` maps a group's
+    /// `refused_before` to its slot (`None` for none). Groups with a
+    /// required set come first, widest reach first, so that quads
+    /// without one skip the reach steps altogether.
+    pub fn new(groups: &[Group], refused: impl Fn(usize) -> Option<usize>) -> GroupLanes {
+        let mut order: Vec<&Group> = groups.iter().collect();
+        order.sort_by_key(|g| std::cmp::Reverse(g.required.as_ref().map(|r| r.within + 1)));
+        let quads = order
+            .chunks(LANES)
+            .map(|chunk| Quad::new(chunk, &refused))
+            .collect();
+        GroupLanes { quads }
+    }
+
+    /// [`Group::candidates`] of every group, ORed; `escaped` holds the
+    /// positions that follow a `%XX` escape and `before` the classes of the
+    /// byte before the window.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn candidates(&self, maps: &[u64; SLOTS], before: u16, escaped: u64) -> u64 {
+        let base: *const i64 = maps.as_ptr().cast();
+        let before = _mm256_set1_epi64x(i64::from(before));
+        let escaped = _mm256_set1_epi64x(escaped as i64);
+        let mut found = _mm256_setzero_si256();
+        for q in &self.quads {
+            // SAFETY: every slot index in a quad is below `SLOTS`
+            // (`Quad::new` masks them), so the gathers read inside `maps`.
+            let c = unsafe { q.candidates(base, before, escaped) };
+            found = _mm256_or_si256(found, c);
+        }
+        let half = _mm_or_si128(
+            _mm256_castsi256_si128(found),
+            _mm256_extracti128_si256::<1>(found),
+        );
+        _mm_cvtsi128_si64(_mm_or_si128(half, _mm_unpackhi_epi64(half, half))) as u64
+    }
+}
+
+impl Quad {
+    fn new(groups: &[&Group], refused: &impl Fn(usize) -> Option<usize>) -> Quad {
+        let lane = |f: &dyn Fn(&Group) -> u64| -> Lanes {
+            std::array::from_fn(|i| groups.get(i).map_or(0, |g| f(g)))
+        };
+        let all = |on: bool| if on { u64::MAX } else { 0 };
+        let slot = |s: usize| (s & (SLOTS - 1)) as u64;
+        let shifts = |f: &dyn Fn(&Group) -> RunShifts| -> [Lanes; 6] {
+            std::array::from_fn(|k| lane(&|g| u64::from(f(g)[k])))
+        };
+        let offsets = |g: &Group| g.required.as_ref().map_or(1, |r| r.within + 1);
+        // The doubling steps `reaches` takes: `have` while `2 * have <= offsets`.
+        let doubling =
+            std::array::from_fn(|k| lane(&|g| if 2 << k <= offsets(g) { 1 << k } else { 0 }));
+        let have = |g: &Group| 1 << offsets(g).ilog2();
+        Quad {
+            alphabet: lane(&|g| slot(g.alphabet)),
+            live: lane(&|_| u64::MAX),
+            refused: lane(&|g| refused(g.refused_before).map_or(0, slot)),
+            has_refused: lane(&|g| all(refused(g.refused_before).is_some())),
+            shortest: shifts(&|g| g.shortest),
+            required: lane(&|g| g.required.as_ref().map_or(0, |r| slot(r.slot))),
+            has_required: lane(&|g| all(g.required.is_some())),
+            doubling,
+            rest: lane(&|g| (offsets(g) - have(g)) as u64),
+            rest_run: shifts(&|g| g.required.as_ref().map_or([0; 6], |r| r.rest)),
+            beyond: lane(&|g| all(g.required.as_ref().is_some_and(|r| r.beyond))),
+            any_required: groups.iter().any(|g| g.required.is_some()),
+            any_beyond: groups
+                .iter()
+                .any(|g| g.required.as_ref().is_some_and(|r| r.beyond)),
+            doubling_used: groups
+                .iter()
+                .map(|g| offsets(g).ilog2() as usize)
+                .max()
+                .unwrap_or(0),
+        }
+    }
+
+    /// The candidates of the quad's four groups, one lane each.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must have AVX2, and `base` must point at `SLOTS` maps.
+    #[target_feature(enable = "avx2")]
+    unsafe fn candidates(&self, base: *const i64, before: __m256i, escaped: __m256i) -> __m256i {
+        let one = _mm256_set1_epi64x(1);
+        // SAFETY: the slot indices are below `SLOTS` (masked in `new`) and
+        // `base` points at `SLOTS` maps.
+        let (a, r) = unsafe {
+            (
+                _mm256_mask_i64gather_epi64::<8>(
+                    _mm256_setzero_si256(),
+                    base,
+                    load(&self.alphabet),
+                    load(&self.live),
+                ),
+                _mm256_i64gather_epi64::<8>(base, load(&self.refused)),
+            )
+        };
+        // A position is refused when the byte before it is in the set: the
+        // map moved on by one, with the byte before the window at bit 0.
+        let before_bit = _mm256_and_si256(_mm256_srlv_epi64(before, load(&self.refused)), one);
+        let refused = _mm256_and_si256(
+            _mm256_or_si256(_mm256_slli_epi64::<1>(r), before_bit),
+            load(&self.has_refused),
+        );
+        let allowed = _mm256_or_si256(_mm256_andnot_si256(refused, all_ones()), escaped);
+        let mut c = _mm256_and_si256(a, allowed);
+        c = _mm256_and_si256(c, at_least(a, &self.shortest));
+        if self.any_required {
+            // SAFETY: as above.
+            let set = unsafe { _mm256_i64gather_epi64::<8>(base, load(&self.required)) };
+            let mut near = self.reaches(a, set);
+            if self.any_beyond {
+                let long = at_least(a, &LONGER);
+                near = _mm256_or_si256(near, _mm256_and_si256(long, load(&self.beyond)));
+            }
+            // Lanes without a required set keep every position.
+            near = _mm256_or_si256(
+                near,
+                _mm256_andnot_si256(load(&self.has_required), all_ones()),
+            );
+            c = _mm256_and_si256(c, near);
+        }
+        c
+    }
+
+    /// [`super::reaches`] in every lane.
+    #[target_feature(enable = "avx2")]
+    fn reaches(&self, a: __m256i, set: __m256i) -> __m256i {
+        let (mut hit, mut run) = (_mm256_and_si256(set, a), a);
+        for step in &self.doubling[..self.doubling_used] {
+            let s = load(step);
+            hit = _mm256_or_si256(hit, _mm256_and_si256(run, _mm256_srlv_epi64(hit, s)));
+            run = _mm256_and_si256(run, _mm256_srlv_epi64(run, s));
+        }
+        let rest = _mm256_srlv_epi64(hit, load(&self.rest));
+        _mm256_or_si256(hit, _mm256_and_si256(at_least(a, &self.rest_run), rest))
+    }
+}
+
+/// [`super::at_least`] in every lane, with each lane's own shifts.
+#[target_feature(enable = "avx2")]
+fn at_least(a: __m256i, shifts: &[Lanes; 6]) -> __m256i {
+    // A loop, not a fold: a closure would not get the target feature,
+    // and the intrinsics would not be inlined into it.
+    let mut run = a;
+    for s in shifts {
+        run = _mm256_and_si256(run, _mm256_srlv_epi64(run, load(s)));
+    }
+    run
+}
+
+#[target_feature(enable = "avx2")]
+fn load(lanes: &Lanes) -> __m256i {
+    // SAFETY: `lanes` is 32 readable bytes; `loadu` needs no alignment.
+    unsafe { _mm256_loadu_si256(lanes.as_ptr().cast()) }
+}
+
+#[target_feature(enable = "avx2")]
+fn all_ones() -> __m256i {
+    _mm256_set1_epi64x(-1)
+}
