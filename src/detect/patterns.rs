@@ -133,6 +133,7 @@ pub struct PatternScanner {
     prepass: Prepass,
     /// What a key allows, for the rules the pre-pass covers.
     key_masks: KeyMasks,
+    verdicts: VerdictPool,
     /// Rules the pre-pass does not cover, searched the plain way.
     plain: Vec<usize>,
 }
@@ -172,6 +173,7 @@ impl PatternScanner {
             pair_kinds,
             prepass,
             key_masks,
+            verdicts: VerdictPool::default(),
             plain,
         }
     }
@@ -198,6 +200,7 @@ impl PatternScanner {
             unscanned: 0,
             pairs: HashMap::new(),
             lists: HashMap::new(),
+            key_verdicts: self.verdicts.take(),
             finished: false,
         }
     }
@@ -239,8 +242,17 @@ pub struct PatternStream<'a> {
     pairs: HashMap<(usize, String), Held>,
     /// Per list rule (index into `scan`) and list group.
     lists: HashMap<(usize, String), ListState>,
+    /// What the keys before the pre-pass's candidates said.
+    key_verdicts: KeyVerdicts,
     finished: bool,
 }
+impl Drop for PatternStream<'_> {
+    fn drop(&mut self) {
+        let verdicts = std::mem::take(&mut self.key_verdicts);
+        self.scanner.verdicts.give_back(verdicts);
+    }
+}
+
 impl PatternStream<'_> {
     /// Feeds the next chunk of the message. Matches decided by this chunk are
     /// passed to `on_match` in message order; matches near the end of the
@@ -388,9 +400,10 @@ impl PatternStream<'_> {
         let pre = &scanner.prepass;
         let (buf, base, next) = (&self.buf[..], self.buf_start, &mut self.next);
         let (rules, scan) = (&scanner.rules, &scanner.scan[..]);
+        let verdicts = &mut self.key_verdicts;
         // The key before `p` is the same for every rule: one lookup
         // settles them all.
-        let key_allows = |p, m| scanner.key_masks.allowed_at(rules, scan, buf, p, m);
+        let key_allows = |p, m| (scanner.key_masks).allowed_at(rules, scan, verdicts, (buf, p), m);
         pre.candidates(buf, from, to, key_allows, |p, mut mask| {
             while mask != 0 {
                 let bit = mask.trailing_zeros() as usize;
@@ -501,7 +514,11 @@ mod prepass;
 #[path = "patterns_shape.rs"]
 mod shape;
 
-use context::{KeyMasks, blocked_before, escaped_before, evaluate, join_truncated};
+#[cfg(test)]
+use context::KEY_VERDICTS;
+use context::{
+    KeyMasks, KeyVerdicts, VerdictPool, blocked_before, escaped_before, evaluate, join_truncated,
+};
 use prepass::Prepass;
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! they need: which key a value is assigned to, and what that key names.
 
 use std::borrow::Cow;
+use std::sync::Mutex;
 
 use super::{HEX_BLOB_LEN, KEY_GAP, LOOKBEHIND, MAX_KEY_LEN, PatternScanner, ScanRule};
 use crate::detect::keys::{Aliases, ByteTrie, NormalizedKey, SUFFIX, normalize_key};
@@ -61,7 +62,8 @@ impl KeyMasks {
     }
 
     /// The rules of `m` that the key before the value at `buf[s]` allows:
-    /// [`KeyMasks::allowed`] for [`KeyInfo::at`].
+    /// [`KeyInfo::allows`] for every rule of `m`, with the key's verdict
+    /// taken from `verdicts` when the key was seen before.
     ///
     /// Most keys before a candidate name nothing (`ts`, `order_id`,
     /// `request_id`). When every rule of `m` needs a key naming its kind or
@@ -71,38 +73,123 @@ impl KeyMasks {
         &self,
         rules: &RuleSet,
         scan: &[ScanRule],
-        buf: &[u8],
-        s: usize,
+        verdicts: &mut KeyVerdicts,
+        (buf, s): (&[u8], usize),
         m: u64,
     ) -> u64 {
-        let key = nearest_key(buf, s);
-        if let Some(k) = key
-            && m & self.keyless == 0
+        let Some(k) = nearest_key(buf, s) else {
+            return m & self.keyless;
+        };
+        if m & self.keyless == 0
             && rules.alias_trie().ends_no_entry(k)
             && (m & self.context_rules == 0 || self.context_trie.ends_no_entry(k))
         {
             return 0;
         }
-        self.allowed(&KeyInfo::of(rules, key), m, rules, scan)
-    }
-
-    /// The rules of `m` that `key` allows.
-    fn allowed(&self, key: &KeyInfo<'_>, m: u64, rules: &RuleSet, scan: &[ScanRule]) -> u64 {
-        let Some(k) = key.key.as_deref() else {
-            return m & self.keyless;
-        };
-        let mut ok = match key.kind {
+        let v = verdicts.get_or_judge(k, |k| self.judge(rules, scan, k));
+        let mut ok = match v.kind {
             Some(kind) => m & self.by_kind[kind],
-            None if m & self.keyless == 0 || key.is_deny_context(rules, k) => 0,
+            None if v.deny_context => 0,
             None => m & self.keyless,
         };
-        for &(bit, i) in &self.context {
-            let aliases = scan[i].rule.context_keys.as_ref();
-            if m & bit != 0 && aliases.is_some_and(|a| key.matches(a, k)) {
-                ok |= bit;
-            }
-        }
+        ok |= m & v.context;
         ok
+    }
+
+    /// What `key` says about every rule: see [`KeyVerdict`].
+    fn judge(&self, rules: &RuleSet, scan: &[ScanRule], key: &[u8]) -> KeyVerdict {
+        let info = KeyInfo::of(rules, Some(key));
+        let k = info.key.as_deref().unwrap_or_default();
+        let context = self.context.iter().fold(0, |ok, &(bit, i)| {
+            let aliases = scan[i].rule.context_keys.as_ref();
+            ok | if aliases.is_some_and(|a| info.matches(a, k)) {
+                bit
+            } else {
+                0
+            }
+        });
+        KeyVerdict {
+            kind: info.kind,
+            deny_context: info.kind.is_none() && info.is_deny_context(rules, k),
+            context,
+        }
+    }
+}
+
+/// What one key says about the pre-pass rules, whatever the value.
+#[derive(Clone, Copy)]
+pub(super) struct KeyVerdict {
+    /// The kind the key names: that kind's rules are allowed, no others.
+    kind: Option<usize>,
+    /// It names none, and values under it are not identifiers (`ts`,
+    /// `order_id`): no rule is allowed but by a context key.
+    deny_context: bool,
+    /// The rules with context keys whose keys it matches.
+    context: u64,
+}
+
+/// Keys the pre-pass has judged in one stream, by their bytes. Traffic
+/// repeats a few dozen keys (an analytics batch's every record has the same
+/// ones), and judging a key means decoding, normalising and looking it up.
+/// At most [`KEY_VERDICTS`] entries: when full, it starts over.
+#[derive(Default)]
+pub(super) struct KeyVerdicts {
+    known: foldhash::HashMap<Box<[u8]>, KeyVerdict>,
+}
+
+/// Keys a [`KeyVerdicts`] holds at most (each at most `MAX_KEY_LEN`
+/// bytes; nearest_key returns none longer).
+pub(crate) const KEY_VERDICTS: usize = 256;
+
+/// Verdicts that streams of one scanner hand on to later ones: a message's
+/// base64 payloads and URL-encoded regions get streams of their own, most
+/// a few hundred bytes long, which would otherwise start knowing no key.
+/// A stream takes a set when it starts and gives it back when dropped, so
+/// streams scanning at once never wait for each other; at most
+/// [`POOLED_VERDICTS`] sets are kept.
+#[derive(Default)]
+pub(super) struct VerdictPool(Mutex<Vec<KeyVerdicts>>);
+
+/// Sets of verdicts a [`VerdictPool`] keeps: more than streams scan at
+/// once on a machine's cores is rarely needed.
+const POOLED_VERDICTS: usize = 8;
+
+impl VerdictPool {
+    pub(super) fn take(&self) -> KeyVerdicts {
+        let mut pool = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        pool.pop().unwrap_or_default()
+    }
+
+    pub(super) fn give_back(&self, verdicts: KeyVerdicts) {
+        let mut pool = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if pool.len() < POOLED_VERDICTS {
+            pool.push(verdicts);
+        }
+    }
+}
+
+impl KeyVerdicts {
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.known.len()
+    }
+
+    fn get_or_judge(&mut self, key: &[u8], judge: impl FnOnce(&[u8]) -> KeyVerdict) -> KeyVerdict {
+        if let Some(v) = self.known.get(key) {
+            return *v;
+        }
+        if self.known.len() == KEY_VERDICTS {
+            self.known.clear();
+        }
+        let v = judge(key);
+        self.known.insert(key.into(), v);
+        v
     }
 }
 

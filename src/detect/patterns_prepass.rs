@@ -274,7 +274,7 @@ impl Prepass {
         buf: &[u8],
         from: usize,
         to: usize,
-        key_allows: impl Fn(usize, u64) -> u64,
+        key_allows: impl FnMut(usize, u64) -> u64,
         mut on: impl FnMut(usize, u64),
     ) {
         let mut checks = Checks {
@@ -319,7 +319,7 @@ impl Prepass {
 
     /// The checks after the table lookups, cheapest first; calls `on`
     /// with the rules that pass them all.
-    fn check<K: Fn(usize, u64) -> u64>(
+    fn check<K: FnMut(usize, u64) -> u64>(
         &self,
         buf: &[u8],
         p: usize,

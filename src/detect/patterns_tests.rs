@@ -584,3 +584,44 @@ proptest! {
         prop_assert_eq!(run(&cut(&bytes, points)), want);
     }
 }
+
+/// Key verdicts carried from stream to stream, and past the point where a
+/// stream's set starts over, change no finding.
+#[test]
+fn remembered_key_verdicts_change_nothing() {
+    let scan = |scanner: &PatternScanner, msg: &str| {
+        let mut ids = Vec::new();
+        let mut stream = scanner.stream();
+        stream.feed(msg.as_bytes(), &mut |m| ids.push(m.identifier));
+        stream.finish(&mut |m| ids.push(m.identifier));
+        ids
+    };
+    let fresh = |msg: &str| scan(&PatternScanner::new(&RuleSet::embedded()), msg);
+    // The same IMEI under a key that names it, one that names nothing and
+    // one whose values are not identifiers: the last is no finding.
+    let msg = "meid=A0000012345678&ts=490154203237518&x=490154203237518&imei=490154203237518";
+    let want = fresh(msg);
+    assert_eq!(
+        want.iter().filter(|id| *id == "imei").count(),
+        2,
+        "{want:?}"
+    );
+    let warm = PatternScanner::new(&RuleSet::embedded());
+    assert_eq!(scan(&warm, msg), want);
+    assert_eq!(
+        scan(&warm, msg),
+        want,
+        "a second stream, with the first's verdicts"
+    );
+    // More distinct keys than a set holds, then the same keys again.
+    let many: String = (0..KEY_VERDICTS + 40)
+        .map(|i| format!("k{i}=490154203237518&"))
+        .collect();
+    let long = format!("{many}{msg}");
+    let ids = scan(&warm, &long);
+    assert_eq!(ids.len(), KEY_VERDICTS + 40 + want.len());
+    assert_eq!(ids, fresh(&long));
+    assert_eq!(scan(&warm, msg), want);
+    let kept = warm.verdicts.take();
+    assert!(kept.len() <= KEY_VERDICTS, "{} verdicts kept", kept.len());
+}
