@@ -307,40 +307,62 @@ impl Base64Runs {
 
 /// The first base64 run in `chunk[from..]` that is at least [`MIN_TOKEN`]
 /// bytes long or reaches the chunk's end (and so may go on in the next
-/// one): its start, and how far it was read. `chunk[from - 1]`, if any,
-/// must not be a base64 byte.
+/// one): its start, and how far it was read. No run may go on from before
+/// `from` (`chunk[from - 1]` or `chunk[from]`, if any, is not base64).
 ///
-/// Shorter runs are never decoded, so they are skipped without reading
-/// every byte: a long enough run starting in `from..from + MIN_TOKEN` must
-/// hold the byte at `from + MIN_TOKEN - 1`, and when that byte is not
-/// base64, no run starts there. In text of short words this reads about
-/// one byte in ten.
-pub(super) fn next_run(chunk: &[u8], mut from: usize) -> Option<(usize, usize)> {
-    let is_base64 = |b: &u8| BASE64[usize::from(*b)];
-    loop {
-        let probe = from + MIN_TOKEN - 1;
-        let Some(b) = chunk.get(probe) else {
-            // The run, if any, that ends the chunk.
-            let s = chunk[from..]
-                .iter()
-                .rposition(|b| !is_base64(b))
-                .map_or(from, |n| from + n + 1);
-            return (s < chunk.len()).then_some((s, s));
-        };
-        if !is_base64(b) {
-            from = probe + 1;
-            continue;
+/// Shorter runs are never decoded, and text is mostly short runs (words,
+/// numbers), so runs are not followed one by one: each 64-byte block's
+/// bitmap of base64 bytes, with the next block's as look-ahead, names the
+/// positions with [`MIN_TOKEN`] base64 bytes from them on, and the first
+/// such position starts the run.
+pub(super) fn next_run(chunk: &[u8], from: usize) -> Option<(usize, usize)> {
+    let mut at = from;
+    let mut ahead = base64_map(chunk, at);
+    while at < chunk.len() {
+        let here = ahead;
+        ahead = base64_map(chunk, at + BLOCK);
+        let window = u128::from(here) | u128::from(ahead) << BLOCK;
+        // Bytes past the end are in no set, so a run counted here lies
+        // inside the chunk.
+        let long = at_least_token(window) as u64;
+        if long != 0 {
+            let s = at + long.trailing_zeros() as usize;
+            return Some((s, base64_end(chunk, s + MIN_TOKEN)));
         }
-        let s = chunk[from..probe]
-            .iter()
-            .rposition(|b| !is_base64(b))
-            .map_or(from, |n| from + n + 1);
-        let end = base64_end(chunk, probe);
-        if end - s >= MIN_TOKEN || end == chunk.len() {
-            return Some((s, end));
-        }
-        from = end + 1;
+        at += BLOCK;
     }
+    // No run is long enough: only the one that ends the chunk counts.
+    let s = chunk[from..]
+        .iter()
+        .rposition(|b| !BASE64[usize::from(*b)])
+        .map_or(from, |n| from + n + 1);
+    (s < chunk.len()).then_some((s, s))
+}
+
+/// Bit `p` set when bits `p..p + MIN_TOKEN` of `w` are all set: runs of
+/// set bits doubled, then one step for the rest.
+fn at_least_token(mut w: u128) -> u128 {
+    let mut have = 1;
+    while have * 2 <= MIN_TOKEN {
+        w &= w >> have;
+        have *= 2;
+    }
+    if MIN_TOKEN > have {
+        w &= w >> (MIN_TOKEN - have);
+    }
+    w
+}
+
+/// The classifier of base64 bytes, in its one slot.
+static RUNS: LazyLock<Classifier> = LazyLock::new(|| {
+    let mut c = Classifier::new();
+    c.add(|b| BASE64[usize::from(b)]);
+    c
+});
+
+/// Bit `i` set when `chunk[at + i]` is a base64 byte (none past the end).
+fn base64_map(chunk: &[u8], at: usize) -> u64 {
+    RUNS.maps(chunk, at)[0]
 }
 
 /// Where the first byte at or after `at` that is not base64 lies in
@@ -348,15 +370,10 @@ pub(super) fn next_run(chunk: &[u8], mut from: usize) -> Option<(usize, usize)> 
 /// a time: digests, ids and blobs are long, and testing them byte by
 /// byte was a branch per byte.
 fn base64_end(chunk: &[u8], mut at: usize) -> usize {
-    static RUNS: LazyLock<Classifier> = LazyLock::new(|| {
-        let mut c = Classifier::new();
-        c.add(|b| BASE64[usize::from(b)]);
-        c
-    });
     while at < chunk.len() {
         // Bytes past the end are in no set, so a block the data ends in
         // has its first bit past the end set here.
-        let outside = !RUNS.maps(chunk, at)[0];
+        let outside = !base64_map(chunk, at);
         if outside != 0 {
             return at + outside.trailing_zeros() as usize;
         }
