@@ -262,8 +262,10 @@ fn json_starts(buf: &[u8], c: usize, out: &mut Vec<usize>) {
 /// any case; the regex also takes `ſ` for `s`, hence any non-ASCII byte).
 fn content_disposition_before(buf: &[u8], c: usize) -> bool {
     let name = &buf[c.saturating_sub(MAX_DISPOSITION)..c];
-    let ascii =
-        name.len() >= 19 && name[name.len() - 19..].eq_ignore_ascii_case(b"content-disposition");
+    // Nearly every `:` ends a JSON key (`"k":`): its last byte settles it.
+    let ascii = name.len() >= 19
+        && name[name.len() - 1].eq_ignore_ascii_case(&b'n')
+        && name[name.len() - 19..].eq_ignore_ascii_case(b"content-disposition");
     ascii || !name.is_ascii()
 }
 
