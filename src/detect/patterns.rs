@@ -403,7 +403,8 @@ impl PatternStream<'_> {
         let verdicts = &mut self.key_verdicts;
         // The key before `p` is the same for every rule: one lookup
         // settles them all.
-        let key_allows = |p, m| (scanner.key_masks).allowed_at(rules, scan, verdicts, (buf, p), m);
+        let key_masks = &scanner.key_masks;
+        let key_allows = |p, m| key_masks.allowed_at(rules, scan, verdicts, (buf, p), m);
         pre.candidates(buf, from, to, key_allows, |p, mut mask| {
             while mask != 0 {
                 let bit = mask.trailing_zeros() as usize;

@@ -9,8 +9,8 @@
 //! The steps are the scalar ones without their early exits, made uniform
 //! across lanes: a lane whose group takes fewer steps shifts by 0 in the
 //! rest, which changes nothing (`x & x >> 0 == x`; see [`Quad`]). Lanes
-//! past the last group read an all-zero alphabet and yield nothing. A
-//! property test holds this path to the scalar one.
+//! past the last group have their alphabet masked to nothing and yield
+//! nothing. A property test holds this path to the scalar one.
 
 use std::arch::x86_64::{
     __m256i, _mm_cvtsi128_si64, _mm_or_si128, _mm_unpackhi_epi64, _mm256_and_si256,
@@ -116,7 +116,6 @@ impl Quad {
             std::array::from_fn(|i| groups.get(i).map_or(0, |g| f(g)))
         };
         let all = |on: bool| if on { u64::MAX } else { 0 };
-        let slot = |s: usize| s as u64;
         let shifts = |f: &dyn Fn(&Group) -> RunShifts| -> [Lanes; 6] {
             std::array::from_fn(|k| lane(&|g| u64::from(f(g)[k])))
         };
@@ -126,12 +125,12 @@ impl Quad {
             std::array::from_fn(|k| lane(&|g| if 2 << k <= offsets(g) { 1 << k } else { 0 }));
         let have = |g: &Group| 1 << offsets(g).ilog2();
         Quad {
-            alphabet: lane(&|g| slot(g.alphabet)),
+            alphabet: lane(&|g| g.alphabet as u64),
             live: lane(&|_| u64::MAX),
-            refused: lane(&|g| refused(g.refused_before).map_or(0, slot)),
+            refused: lane(&|g| refused(g.refused_before).map_or(0, |s| s as u64)),
             has_refused: lane(&|g| all(refused(g.refused_before).is_some())),
             shortest: shifts(&|g| g.shortest),
-            required: lane(&|g| g.required.as_ref().map_or(0, |r| slot(r.slot))),
+            required: lane(&|g| g.required.as_ref().map_or(0, |r| r.slot as u64)),
             has_required: lane(&|g| all(g.required.is_some())),
             doubling,
             rest: lane(&|g| (offsets(g) - have(g)) as u64),

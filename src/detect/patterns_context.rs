@@ -100,14 +100,14 @@ impl KeyMasks {
     fn judge(&self, rules: &RuleSet, scan: &[ScanRule], key: &[u8]) -> KeyVerdict {
         let info = KeyInfo::of(rules, Some(key));
         let k = info.key.as_deref().unwrap_or_default();
-        let context = self.context.iter().fold(0, |ok, &(bit, i)| {
-            let aliases = scan[i].rule.context_keys.as_ref();
-            ok | if aliases.is_some_and(|a| info.matches(a, k)) {
-                bit
-            } else {
-                0
-            }
-        });
+        let context = self
+            .context
+            .iter()
+            .filter(|&&(_, i)| {
+                let aliases = scan[i].rule.context_keys.as_ref();
+                aliases.is_some_and(|a| info.matches(a, k))
+            })
+            .fold(0, |ok, &(bit, _)| ok | bit);
         KeyVerdict {
             kind: info.kind,
             deny_context: info.kind.is_none() && info.is_deny_context(rules, k),
