@@ -1,6 +1,8 @@
 //! Which of up to [`SLOTS`] byte sets each byte of a 64-byte block is in,
 //! as one 64-bit map per set: for the pattern detector's block filter, and
-//! for finding where base64 runs end.
+//! for finding base64 runs. Both ask where runs of set bits are long
+//! enough, which [`at_least`] answers for a window's first [`HALF`]
+//! positions.
 //!
 //! Two ways give the same maps. Everywhere: a 256-entry class table (bit
 //! `j` of `class[b]`: byte `b` is in set `j`) read byte by byte, then a bit
@@ -13,6 +15,9 @@
 
 /// Bytes per block, and bits per map.
 pub(crate) const BLOCK: usize = 64;
+/// Positions a 64-bit window of maps judges: its other half is
+/// look-ahead, so runs up to `HALF + 1` bits from each are seen whole.
+pub(crate) const HALF: usize = BLOCK / 2;
 /// Sets one classifier follows: one bit each of a class-table entry.
 pub(crate) const SLOTS: usize = 16;
 /// Eight sets per byte plane the transpose reads.
@@ -165,6 +170,33 @@ impl Classifier {
         }
         out
     }
+}
+
+/// The shifts [`at_least`] makes for one run length.
+pub(crate) type RunShifts = [u32; 6];
+
+/// The shifts for a run of `len` bits (up to `HALF + 1`): doubling, then
+/// one step to make up the rest; none for 0 or 1. A shift of 0 changes
+/// nothing, so every length takes the same six steps, unrolled.
+pub(crate) const fn run_shifts(len: usize) -> RunShifts {
+    let mut shifts = [0; 6];
+    let (mut have, mut i) = (1, 0);
+    while have * 2 <= len {
+        shifts[i] = have as u32;
+        have *= 2;
+        i += 1;
+    }
+    if len > have {
+        // Two runs of `have` bits, `len - have` apart, cover `len` bits.
+        shifts[i] = (len - have) as u32;
+    }
+    shifts
+}
+
+/// Bit `p` set when bits `p..p + len` of `a` are all set, `shifts` being
+/// `run_shifts(len)`.
+pub(crate) fn at_least(a: u64, shifts: &RunShifts) -> u64 {
+    shifts.iter().fold(a, |run, s| run & run >> s)
 }
 
 #[path = "classify_transpose.rs"]

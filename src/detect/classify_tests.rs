@@ -7,7 +7,20 @@ fn contains(set: &[u64; 4], b: u8) -> bool {
     set[usize::from(b >> 6)] >> (b & 63) & 1 == 1
 }
 
+/// Bit `p` of `at_least(a, &run_shifts(len))` by its definition.
+fn naive_at_least(a: u64, len: usize, p: usize) -> bool {
+    (p..p + len).all(|q| q < 64 && a >> q & 1 == 1)
+}
+
 proptest! {
+    #[test]
+    fn run_lengths_match_their_definition(a in any::<u64>(), len in 1usize..=HALF + 1) {
+        let got = at_least(a, &run_shifts(len));
+        for p in 0..HALF {
+            prop_assert_eq!(got >> p & 1 == 1, naive_at_least(a, len, p), "p={}", p);
+        }
+    }
+
     #[test]
     fn both_transposes_agree_with_the_definition(bytes in proptest::array::uniform32(any::<u16>())) {
         let bytes: [u8; 64] = std::array::from_fn(|i| (bytes[i / 2] >> (8 * (i % 2))) as u8);

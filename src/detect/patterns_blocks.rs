@@ -28,10 +28,7 @@
 //! sets gets no filter: every position is checked.
 
 use super::shape::ByteSet;
-use crate::detect::classify::{BLOCK, Classifier, SLOTS};
-
-/// Positions judged per window: the window's other half is look-ahead.
-const HALF: usize = BLOCK / 2;
+use crate::detect::classify::{BLOCK, Classifier, HALF, RunShifts, SLOTS, at_least, run_shifts};
 
 /// What a rule needs at a position for a match to start there.
 #[derive(Debug)]
@@ -359,35 +356,8 @@ fn common_required(rules: &[&RuleNeeds]) -> Option<(ByteSet, usize)> {
     Some((set, reach))
 }
 
-/// The shifts [`at_least`] makes for one run length.
-type RunShifts = [u32; 6];
-
-/// The shifts for a run of `len` bits (up to `HALF + 1`): doubling, then
-/// one step to make up the rest; none for 0 or 1. A shift of 0 changes
-/// nothing, so every length takes the same six steps, unrolled.
-const fn run_shifts(len: usize) -> RunShifts {
-    let mut shifts = [0; 6];
-    let (mut have, mut i) = (1, 0);
-    while have * 2 <= len {
-        shifts[i] = have as u32;
-        have *= 2;
-        i += 1;
-    }
-    if len > have {
-        // Two runs of `have` bits, `len - have` apart, cover `len` bits.
-        shifts[i] = (len - have) as u32;
-    }
-    shifts
-}
-
 /// Runs longer than a window's half, which it cannot see to their end.
 const LONGER_THAN_HALF: RunShifts = run_shifts(HALF + 1);
-
-/// Bit `p` set when bits `p..p + len` of `a` are all set, `shifts` being
-/// `run_shifts(len)`.
-fn at_least(a: u64, shifts: &RunShifts) -> u64 {
-    shifts.iter().fold(a, |run, s| run & run >> s)
-}
 
 /// Bit `p` set when some `q` in `p..=p + reach.within` has bit `q` of
 /// `set` and bits `p..=q` of `a`.

@@ -101,20 +101,7 @@ fn too_many_alphabets_means_every_position_is_checked() {
     assert_eq!(visited(&f, b"0123456", 2, 5), vec![2, 3, 4]);
 }
 
-/// Bit `p` of `at_least(a, &run_shifts(len))` by its definition.
-fn naive_at_least(a: u64, len: usize, p: usize) -> bool {
-    (p..p + len).all(|q| q < 64 && a >> q & 1 == 1)
-}
-
 proptest! {
-    #[test]
-    fn run_lengths_match_their_definition(a in any::<u64>(), len in 1usize..=HALF + 1) {
-        let got = at_least(a, &run_shifts(len));
-        for p in 0..HALF {
-            prop_assert_eq!(got >> p & 1 == 1, naive_at_least(a, len, p), "p={}", p);
-        }
-    }
-
     #[test]
     fn reaches_match_their_definition(
         runs in any::<u64>(),

@@ -19,7 +19,7 @@ use std::sync::LazyLock;
 use base64::Engine;
 
 use super::{MessageScan, hex_value};
-use crate::detect::classify::{BLOCK, Classifier};
+use crate::detect::classify::{BLOCK, Classifier, HALF, RunShifts, at_least, run_shifts};
 use crate::flow::decode::{ContentCoding, StreamDecoder};
 
 /// Shortest base64 run worth decoding: shorter runs are mostly words and
@@ -321,10 +321,12 @@ pub(super) fn next_run(chunk: &[u8], from: usize) -> Option<(usize, usize)> {
     while at < chunk.len() {
         let here = ahead;
         ahead = base64_map(chunk, at + BLOCK);
-        let window = u128::from(here) | u128::from(ahead) << BLOCK;
-        // Bytes past the end are in no set, so a run counted here lies
-        // inside the chunk.
-        let long = at_least_token(window) as u64;
+        // Each half of the block judged with the 32 bytes after it in
+        // view. Bytes past the end are in no set, so a run counted here
+        // lies inside the chunk.
+        let first = at_least(here, &TOKEN) as u32;
+        let second = at_least(here >> HALF | ahead << HALF, &TOKEN) as u32;
+        let long = u64::from(first) | u64::from(second) << HALF;
         if long != 0 {
             let s = at + long.trailing_zeros() as usize;
             return Some((s, base64_end(chunk, s + MIN_TOKEN)));
@@ -339,19 +341,12 @@ pub(super) fn next_run(chunk: &[u8], from: usize) -> Option<(usize, usize)> {
     (s < chunk.len()).then_some((s, s))
 }
 
-/// Bit `p` set when bits `p..p + MIN_TOKEN` of `w` are all set: runs of
-/// set bits doubled, then one step for the rest.
-fn at_least_token(mut w: u128) -> u128 {
-    let mut have = 1;
-    while have * 2 <= MIN_TOKEN {
-        w &= w >> have;
-        have *= 2;
-    }
-    if MIN_TOKEN > have {
-        w &= w >> (MIN_TOKEN - have);
-    }
-    w
-}
+/// [`run_shifts`] for a run of [`MIN_TOKEN`] bytes, which a window's half
+/// sees whole.
+const TOKEN: RunShifts = {
+    assert!(MIN_TOKEN <= HALF + 1);
+    run_shifts(MIN_TOKEN)
+};
 
 /// The classifier of base64 bytes, in its one slot.
 static RUNS: LazyLock<Classifier> = LazyLock::new(|| {
