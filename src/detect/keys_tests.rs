@@ -416,6 +416,11 @@ fn key_traffic() -> impl Strategy<Value = String> {
             "\"\r\n\r\n",
             "\r\n--b\r\n",
         ),
+        (
+            "\r\nCONTENT-DISPOSITION: form-data; name=\"",
+            "\"\r\n\r\n",
+            "\r\n--b\r\n",
+        ),
     ]);
     let value = prop::sample::select(vec![
         "490154203237518",

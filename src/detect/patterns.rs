@@ -515,8 +515,6 @@ mod prepass;
 #[path = "patterns_shape.rs"]
 mod shape;
 
-#[cfg(test)]
-use context::KEY_VERDICTS;
 use context::{
     KeyMasks, KeyVerdicts, VerdictPool, blocked_before, escaped_before, evaluate, join_truncated,
 };

@@ -139,7 +139,7 @@ pub(super) struct KeyVerdicts {
 
 /// Keys a [`KeyVerdicts`] holds at most (each at most `MAX_KEY_LEN`
 /// bytes; nearest_key returns none longer).
-pub(crate) const KEY_VERDICTS: usize = 256;
+pub(super) const KEY_VERDICTS: usize = 256;
 
 /// Verdicts that streams of one scanner hand on to later ones: a message's
 /// base64 payloads and URL-encoded regions get streams of their own, most

@@ -6,6 +6,7 @@ use std::sync::LazyLock;
 
 use proptest::prelude::*;
 
+use super::context::KEY_VERDICTS;
 use super::*;
 
 static SCANNER: LazyLock<PatternScanner> =
@@ -622,6 +623,12 @@ fn remembered_key_verdicts_change_nothing() {
     assert_eq!(ids.len(), KEY_VERDICTS + 40 + want.len());
     assert_eq!(ids, fresh(&long));
     assert_eq!(scan(&warm, msg), want);
+    // The last stream's set came back to the scanner: it started over
+    // once, and holds what it learnt since.
     let kept = warm.verdicts.take();
-    assert!(kept.len() <= KEY_VERDICTS, "{} verdicts kept", kept.len());
+    assert!(
+        (1..=KEY_VERDICTS).contains(&kept.len()),
+        "{} verdicts kept",
+        kept.len()
+    );
 }
