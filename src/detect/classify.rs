@@ -114,6 +114,43 @@ impl Classifier {
         out
     }
 
+    /// One map of set `slot` per block of `buf` into `out` (cleared
+    /// first): block `k` is `buf[64 * k..]`, and bytes past the end are in
+    /// no set. Finding base64 runs reads nearly every block of a chunk, and
+    /// asked for one block at a time, each answer cost a call and every
+    /// slot's maps.
+    pub fn slot_maps(&self, buf: &[u8], slot: usize, out: &mut Vec<u64>) {
+        out.clear();
+        let whole = buf.len() / BLOCK * BLOCK;
+        let by_blocks = |out: &mut Vec<u64>| {
+            out.extend((0..whole).step_by(BLOCK).map(|at| self.maps(buf, at)[slot]));
+        };
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: `avx2` is set only where the CPU was found to have
+            // AVX2 (`has_avx2`).
+            unsafe { self.slot_maps_by_nibbles(&buf[..whole], slot, out) };
+        } else {
+            by_blocks(out);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        by_blocks(out);
+        if whole < buf.len() {
+            out.push(self.maps(buf, whole)[slot]);
+        }
+    }
+
+    /// [`Classifier::slot_maps`] for whole blocks, with AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn slot_maps_by_nibbles(&self, whole: &[u8], slot: usize, out: &mut Vec<u64>) {
+        let nibbles = &self.nibbles[slot];
+        out.extend(whole.chunks_exact(BLOCK).map(|block| {
+            let halves = nibbles::split(block.try_into().expect("a block"));
+            nibbles::map(&halves, nibbles, self.non_ascii)
+        }));
+    }
+
     /// The nibble lookups, with AVX2.
     ///
     /// # Safety
@@ -122,15 +159,31 @@ impl Classifier {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn by_nibbles(&self, block: &[u8; BLOCK]) -> [u64; SLOTS] {
-        use std::arch::x86_64::{
-            __m256i, _mm256_and_si256, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8,
-            _mm256_or_si256, _mm256_set1_epi8, _mm256_setr_epi8, _mm256_setzero_si256,
-            _mm256_shuffle_epi8, _mm256_srli_epi16,
-        };
-        let table = |t: &[u8; 32]| -> __m256i {
-            // SAFETY: `t` is 32 readable bytes; `loadu` needs no alignment.
-            unsafe { _mm256_loadu_si256(t.as_ptr().cast()) }
-        };
+        let halves = nibbles::split(block);
+        let mut out = [0u64; SLOTS];
+        for (o, tables) in out.iter_mut().zip(&self.nibbles) {
+            *o = nibbles::map(&halves, tables, self.non_ascii);
+        }
+        out
+    }
+}
+
+/// The steps of the nibble lookups (AVX2), shared by every caller.
+#[cfg(target_arch = "x86_64")]
+mod nibbles {
+    use super::BLOCK;
+    use std::arch::x86_64::{
+        __m256i, _mm256_and_si256, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8,
+        _mm256_or_si256, _mm256_set1_epi8, _mm256_setr_epi8, _mm256_setzero_si256,
+        _mm256_shuffle_epi8, _mm256_srli_epi16,
+    };
+
+    /// Per 32-byte half of a block: the low nibbles, and the bit each
+    /// byte's high nibble selects in the first and the second tables.
+    pub(super) type Halves = [[__m256i; 3]; 2];
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn split(block: &[u8; BLOCK]) -> Halves {
         #[rustfmt::skip]
         let bit_of_low = _mm256_setr_epi8(
             1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -142,8 +195,7 @@ impl Classifier {
             0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 64, -128,
         );
         let nibble = _mm256_set1_epi8(0x0f);
-        let zero = _mm256_setzero_si256();
-        let halves: [[__m256i; 3]; 2] = std::array::from_fn(|h| {
+        std::array::from_fn(|h| {
             let part = &block[32 * h..32 * (h + 1)];
             // SAFETY: `part` is 32 readable bytes; `loadu` needs no alignment.
             let v = unsafe { _mm256_loadu_si256(part.as_ptr().cast()) };
@@ -152,23 +204,30 @@ impl Classifier {
             let bit_low = _mm256_shuffle_epi8(bit_of_low, high);
             let bit_high = _mm256_shuffle_epi8(bit_of_high, high);
             [low, bit_low, bit_high]
-        });
-        let mut out = [0u64; SLOTS];
-        for (o, nibbles) in out.iter_mut().zip(&self.nibbles) {
-            let (ascii, upper) = (table(&nibbles[0]), table(&nibbles[1]));
-            let mut map = 0u64;
-            for (h, [low, bit_low, bit_high]) in halves.iter().enumerate() {
-                let mut hit = _mm256_and_si256(_mm256_shuffle_epi8(ascii, *low), *bit_low);
-                if self.non_ascii {
-                    let more = _mm256_and_si256(_mm256_shuffle_epi8(upper, *low), *bit_high);
-                    hit = _mm256_or_si256(hit, more);
-                }
-                let missing = _mm256_movemask_epi8(_mm256_cmpeq_epi8(hit, zero)) as u32;
-                map |= u64::from(!missing) << (32 * h);
+        })
+    }
+
+    /// The map of the set whose tables are `tables`; the second table is
+    /// read only when some set holds a non-ASCII byte.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn map(halves: &Halves, tables: &[[u8; 32]; 2], non_ascii: bool) -> u64 {
+        let table = |t: &[u8; 32]| -> __m256i {
+            // SAFETY: `t` is 32 readable bytes; `loadu` needs no alignment.
+            unsafe { _mm256_loadu_si256(t.as_ptr().cast()) }
+        };
+        let (ascii, upper) = (table(&tables[0]), table(&tables[1]));
+        let zero = _mm256_setzero_si256();
+        let mut map = 0u64;
+        for (h, [low, bit_low, bit_high]) in halves.iter().enumerate() {
+            let mut hit = _mm256_and_si256(_mm256_shuffle_epi8(ascii, *low), *bit_low);
+            if non_ascii {
+                let more = _mm256_and_si256(_mm256_shuffle_epi8(upper, *low), *bit_high);
+                hit = _mm256_or_si256(hit, more);
             }
-            *o = map;
+            let missing = _mm256_movemask_epi8(_mm256_cmpeq_epi8(hit, zero)) as u32;
+            map |= u64::from(!missing) << (32 * h);
         }
-        out
+        map
     }
 }
 

@@ -78,4 +78,29 @@ proptest! {
             prop_assert_eq!(*got, want & inside);
         }
     }
+
+    /// One slot's maps of a whole buffer, made in one pass, are the
+    /// blocks' maps one by one, with the CPU's AVX2 and without.
+    #[test]
+    fn one_slots_maps_are_each_blocks_maps(
+        sets in proptest::collection::vec(proptest::array::uniform4(any::<u64>()), 1..=4),
+        bytes in proptest::collection::vec(any::<u8>(), 0..300),
+        slot in 0usize..4,
+    ) {
+        let slot = slot % sets.len();
+        let mut c = Classifier::new();
+        for set in &sets {
+            prop_assert!(c.add(|b| contains(set, b)).is_some());
+        }
+        let want: Vec<u64> = (0..bytes.len())
+            .step_by(BLOCK)
+            .map(|at| c.maps(&bytes, at)[slot])
+            .collect();
+        let mut got = vec![7];
+        c.slot_maps(&bytes, slot, &mut got);
+        prop_assert_eq!(&got, &want);
+        c.avx2 = false;
+        c.slot_maps(&bytes, slot, &mut got);
+        prop_assert_eq!(&got, &want);
+    }
 }

@@ -40,6 +40,8 @@ pub(super) struct Base64Runs {
     run: Vec<u8>,
     /// The run grew past the longest token decoded.
     overflow: bool,
+    /// The current chunk's base64 bitmaps, kept for their allocation.
+    blocks: Vec<u64>,
 }
 
 /// The escaped regions of a message, decoded as it streams.
@@ -77,14 +79,16 @@ impl<'d> MessageScan<'d> {
         let carried = !self.base64.run.is_empty() || self.base64.overflow;
         let mut start = carried.then_some(0);
         let mut i = 0;
+        let mut blocks = std::mem::take(&mut self.base64.blocks);
+        let map = Base64Map::new(chunk, &mut blocks);
         loop {
             match start {
                 // The run's bytes up to `read` are known to be base64.
-                None => match next_run(chunk, i) {
+                None => match map.next_run(i) {
                     Some((s, read)) => (i, start) = (read, Some(s)),
                     None => break,
                 },
-                Some(s) => match base64_end(chunk, i) {
+                Some(s) => match map.run_end(i) {
                     end if end < chunk.len() => {
                         tokens.extend(self.base64.close(&chunk[s..end], max_token));
                         (i, start) = (end, None);
@@ -98,6 +102,7 @@ impl<'d> MessageScan<'d> {
             Some(s) => self.base64.carry(&chunk[s..], max_token),
             None => {}
         }
+        self.base64.blocks = blocks;
         for token in tokens {
             let Some((containers, payload)) =
                 decode_nested(token.as_ref(), self.detectors.limits.nested_output)
@@ -305,40 +310,86 @@ impl Base64Runs {
     }
 }
 
-/// The first base64 run in `chunk[from..]` that is at least [`MIN_TOKEN`]
-/// bytes long or reaches the chunk's end (and so may go on in the next
-/// one): its start, and how far it was read. No run may go on from before
-/// `from` (`chunk[from - 1]` or `chunk[from]`, if any, is not base64).
-///
-/// Shorter runs are never decoded, and text is mostly short runs (words,
-/// numbers), so runs are not followed one by one: each 64-byte block's
-/// bitmap of base64 bytes, with the next block's as look-ahead, names the
-/// positions with [`MIN_TOKEN`] base64 bytes from them on, and the first
-/// such position starts the run.
-pub(super) fn next_run(chunk: &[u8], from: usize) -> Option<(usize, usize)> {
-    let mut at = from;
-    let mut ahead = base64_map(chunk, at);
-    while at < chunk.len() {
-        let here = ahead;
-        ahead = base64_map(chunk, at + BLOCK);
-        // Each half of the block judged with the 32 bytes after it in
-        // view. Bytes past the end are in no set, so a run counted here
-        // lies inside the chunk.
-        let first = at_least(here, &TOKEN) as u32;
-        let second = at_least(here >> HALF | ahead << HALF, &TOKEN) as u32;
-        let long = u64::from(first) | u64::from(second) << HALF;
-        if long != 0 {
-            let s = at + long.trailing_zeros() as usize;
-            return Some((s, base64_end(chunk, s + MIN_TOKEN)));
-        }
-        at += BLOCK;
+/// Where the base64 bytes of a chunk are, one bitmap per 64-byte block,
+/// made in one pass over the chunk.
+pub(super) struct Base64Map<'c> {
+    chunk: &'c [u8],
+    blocks: &'c [u64],
+}
+
+impl<'c> Base64Map<'c> {
+    /// The map of `chunk`, in `blocks` (whose allocation is reused).
+    pub(super) fn new(chunk: &'c [u8], blocks: &'c mut Vec<u64>) -> Base64Map<'c> {
+        RUNS.slot_maps(chunk, 0, blocks);
+        Base64Map { chunk, blocks }
     }
-    // No run is long enough: only the one that ends the chunk counts.
-    let s = chunk[from..]
-        .iter()
-        .rposition(|b| !BASE64[usize::from(*b)])
-        .map_or(from, |n| from + n + 1);
-    (s < chunk.len()).then_some((s, s))
+
+    /// Bit `i` set when `chunk[at + i]` is a base64 byte (none past the
+    /// end).
+    fn from(&self, at: usize) -> u64 {
+        let (k, off) = (at / BLOCK, at % BLOCK);
+        let here = self.blocks.get(k).map_or(0, |m| m >> off);
+        let next = match off {
+            0 => 0,
+            _ => self.blocks.get(k + 1).map_or(0, |m| m << (BLOCK - off)),
+        };
+        here | next
+    }
+
+    /// The first base64 run in `chunk[from..]` that is at least
+    /// [`MIN_TOKEN`] bytes long or reaches the chunk's end (and so may go
+    /// on in the next one): its start, and how far it was read. No run may
+    /// go on from before `from` (`chunk[from - 1]` or `chunk[from]`, if
+    /// any, is not base64).
+    ///
+    /// Shorter runs are never decoded, and text is mostly short runs
+    /// (words, numbers), so runs are not followed one by one: each 64-byte
+    /// block's bitmap, with the next block's as look-ahead, names the
+    /// positions with [`MIN_TOKEN`] base64 bytes from them on, and the
+    /// first such position starts the run.
+    pub(super) fn next_run(&self, from: usize) -> Option<(usize, usize)> {
+        let chunk = self.chunk;
+        let mut at = from;
+        let mut ahead = self.from(at);
+        while at < chunk.len() {
+            let here = ahead;
+            ahead = self.from(at + BLOCK);
+            // Each half of the block judged with the 32 bytes after it in
+            // view. Bytes past the end are in no set, so a run counted here
+            // lies inside the chunk.
+            let first = at_least(here, &TOKEN) as u32;
+            let second = at_least(here >> HALF | ahead << HALF, &TOKEN) as u32;
+            let long = u64::from(first) | u64::from(second) << HALF;
+            if long != 0 {
+                let s = at + long.trailing_zeros() as usize;
+                return Some((s, self.run_end(s + MIN_TOKEN)));
+            }
+            at += BLOCK;
+        }
+        // No run is long enough: only the one that ends the chunk counts.
+        let s = chunk[from..]
+            .iter()
+            .rposition(|b| !BASE64[usize::from(*b)])
+            .map_or(from, |n| from + n + 1);
+        (s < chunk.len()).then_some((s, s))
+    }
+
+    /// Where the first byte at or after `at` that is not base64 lies (the
+    /// chunk's length when there is none). Runs are followed 64 bytes at a
+    /// time: digests, ids and blobs are long, and testing them byte by
+    /// byte was a branch per byte.
+    fn run_end(&self, mut at: usize) -> usize {
+        while at < self.chunk.len() {
+            // Bytes past the end are in no set, so a block the data ends in
+            // has its first bit past the end set here.
+            let outside = !self.from(at);
+            if outside != 0 {
+                return at + outside.trailing_zeros() as usize;
+            }
+            at += BLOCK;
+        }
+        self.chunk.len()
+    }
 }
 
 /// [`run_shifts`] for a run of [`MIN_TOKEN`] bytes, which a window's half
@@ -354,28 +405,6 @@ static RUNS: LazyLock<Classifier> = LazyLock::new(|| {
     c.add(|b| BASE64[usize::from(b)]);
     c
 });
-
-/// Bit `i` set when `chunk[at + i]` is a base64 byte (none past the end).
-fn base64_map(chunk: &[u8], at: usize) -> u64 {
-    RUNS.maps(chunk, at)[0]
-}
-
-/// Where the first byte at or after `at` that is not base64 lies in
-/// `chunk` (its length when there is none). Runs are followed 64 bytes at
-/// a time: digests, ids and blobs are long, and testing them byte by
-/// byte was a branch per byte.
-fn base64_end(chunk: &[u8], mut at: usize) -> usize {
-    while at < chunk.len() {
-        // Bytes past the end are in no set, so a block the data ends in
-        // has its first bit past the end set here.
-        let outside = !base64_map(chunk, at);
-        if outside != 0 {
-            return at + outside.trailing_zeros() as usize;
-        }
-        at += BLOCK;
-    }
-    chunk.len()
-}
 
 /// Where the first `%XX` escape in `buf[from..to]` starts.
 fn next_escape(buf: &[u8], from: usize, to: usize) -> Option<usize> {

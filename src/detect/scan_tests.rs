@@ -384,7 +384,9 @@ proptest! {
     ) {
         let mut found = Vec::new();
         let mut from = 0;
-        while let Some((start, read)) = nested::next_run(&chunk, from) {
+        let mut blocks = Vec::new();
+        let map = nested::Base64Map::new(&chunk, &mut blocks);
+        while let Some((start, read)) = map.next_run(from) {
             prop_assert!((start..=read).all(|k| k == read || nested::BASE64[usize::from(chunk[k])]));
             let end = chunk[read..]
                 .iter()
