@@ -74,18 +74,21 @@ impl Classifier {
     /// One map per slot for `buf[at..at + BLOCK]`; bytes past the end are
     /// in no set.
     pub fn maps(&self, buf: &[u8], at: usize) -> [u64; SLOTS] {
-        match buf.get(at..at + BLOCK) {
-            Some(block) => self.block_maps(block.try_into().expect("a block")),
-            None => {
-                let tail = buf.get(at..).unwrap_or_default();
-                let mut block = [0u8; BLOCK];
-                block[..tail.len()].copy_from_slice(tail);
-                let inside = u64::MAX
-                    .checked_shl(tail.len() as u32)
-                    .map_or(u64::MAX, |m| !m);
-                self.block_maps(&block).map(|m| m & inside)
-            }
-        }
+        maps_by(buf, at, |block| self.block_maps(block))
+    }
+
+    /// [`Classifier::maps`] with AVX2, for callers compiled with it, into
+    /// which the lookups are inlined.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must have AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub unsafe fn maps_avx2(&self, buf: &[u8], at: usize) -> [u64; SLOTS] {
+        // SAFETY: the caller promises AVX2.
+        maps_by(buf, at, |block| unsafe { self.by_nibbles(block) })
     }
 
     fn block_maps(&self, block: &[u8; BLOCK]) -> [u64; SLOTS] {
@@ -158,6 +161,7 @@ impl Classifier {
     /// The CPU must have AVX2.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
+    #[inline]
     unsafe fn by_nibbles(&self, block: &[u8; BLOCK]) -> [u64; SLOTS] {
         let halves = nibbles::split(block);
         let mut out = [0u64; SLOTS];
@@ -165,6 +169,28 @@ impl Classifier {
             *o = nibbles::map(&halves, tables, self.non_ascii);
         }
         out
+    }
+}
+
+/// The maps of `buf[at..at + BLOCK]` by `block_maps`, bytes past the end
+/// in no set.
+#[inline(always)]
+fn maps_by(
+    buf: &[u8],
+    at: usize,
+    block_maps: impl Fn(&[u8; BLOCK]) -> [u64; SLOTS],
+) -> [u64; SLOTS] {
+    match buf.get(at..at + BLOCK) {
+        Some(block) => block_maps(block.try_into().expect("a block")),
+        None => {
+            let tail = buf.get(at..).unwrap_or_default();
+            let mut block = [0u8; BLOCK];
+            block[..tail.len()].copy_from_slice(tail);
+            let inside = u64::MAX
+                .checked_shl(tail.len() as u32)
+                .map_or(u64::MAX, |m| !m);
+            block_maps(&block).map(|m| m & inside)
+        }
     }
 }
 

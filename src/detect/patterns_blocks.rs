@@ -224,6 +224,49 @@ impl BlockFilter {
             (from..to).for_each(|p| visit(p, None));
             return;
         }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(lanes) = &self.lanes {
+            // SAFETY: `lanes` is built only where the CPU was found to have
+            // AVX2 (`has_avx2`).
+            unsafe { self.positions_avx2(lanes, buf, from, to, &mut visit) };
+            return;
+        }
+        let maps = |at| self.classify.maps(buf, at);
+        let candidates = |maps: &_, before, escaped| self.candidates(maps, before, escaped);
+        self.walk(buf, (from, to), maps, candidates, &mut visit);
+    }
+
+    /// [`BlockFilter::positions`] with AVX2: the classification and the
+    /// lanes' tests inlined into one loop, without a call per block that
+    /// hands over every slot's maps.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn positions_avx2(
+        &self,
+        lanes: &lanes::GroupLanes,
+        buf: &[u8],
+        from: usize,
+        to: usize,
+        visit: &mut impl FnMut(usize, Option<&Window>),
+    ) {
+        // SAFETY (both): this function runs only where the CPU has AVX2.
+        let maps = |at| unsafe { self.classify.maps_avx2(buf, at) };
+        let candidates =
+            |maps: &_, before, escaped| unsafe { lanes.candidates(maps, before, escaped) };
+        self.walk(buf, (from, to), maps, candidates, visit);
+    }
+
+    /// The loop of [`BlockFilter::positions`] over `from..to`, with the
+    /// block classification `maps` and the groups' test `candidates`.
+    #[inline(always)]
+    fn walk(
+        &self,
+        buf: &[u8],
+        (from, to): (usize, usize),
+        maps: impl Fn(usize) -> [u64; SLOTS],
+        candidates: impl Fn(&[u64; SLOTS], u16, u64) -> u64,
+        visit: &mut impl FnMut(usize, Option<&Window>),
+    ) {
         // Positions three bytes after a `%`, where the byte the boundary
         // sees may be an escape's.
         let lo = from.saturating_sub(3);
@@ -231,11 +274,11 @@ impl BlockFilter {
             .map(|i| lo + i + 3)
             .filter(|&p| p >= from)
             .peekable();
-        let mut next = self.classify.maps(buf, from);
+        let mut next = maps(from);
         let mut base = from;
         while base < to {
             let cur = next;
-            next = self.classify.maps(buf, base + BLOCK);
+            next = maps(base + BLOCK);
             let mut escaped = 0u64;
             while let Some(&p) = escapes.peek().filter(|&&p| p < base + BLOCK) {
                 escaped |= 1 << (p - base);
@@ -255,7 +298,7 @@ impl BlockFilter {
                     },
                 };
                 let before = self.classify.classes(buf[at - 1]);
-                let mut cand = self.candidates(&window.maps, before, escaped >> half);
+                let mut cand = candidates(&window.maps, before, escaped >> half);
                 cand &= (1 << HALF.min(to - at)) - 1;
                 while cand != 0 {
                     visit(at + cand.trailing_zeros() as usize, Some(&window));
@@ -272,12 +315,6 @@ impl BlockFilter {
     /// start; `before` holds the classes of the byte before the window
     /// and `escaped` the positions that follow a `%XX` escape.
     fn candidates(&self, maps: &[u64; SLOTS], before: u16, escaped: u64) -> u64 {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(lanes) = &self.lanes {
-            // SAFETY: `lanes` is built only where the CPU was found to
-            // have AVX2 (`has_avx2`).
-            return unsafe { lanes.candidates(maps, before, escaped) };
-        }
         // Positions whose byte before is not in each refused set.
         let mut allowed = [u64::MAX; ALLOWED];
         for (a, &x) in allowed.iter_mut().zip(&self.refused) {

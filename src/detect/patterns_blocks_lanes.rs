@@ -95,6 +95,7 @@ impl GroupLanes {
     ///
     /// The CPU must have AVX2.
     #[target_feature(enable = "avx2")]
+    #[inline]
     pub unsafe fn candidates(&self, maps: &[u64; SLOTS], before: u16, escaped: u64) -> u64 {
         let before = _mm256_set1_epi64x(i64::from(before));
         let escaped = _mm256_set1_epi64x(escaped as i64);
@@ -150,6 +151,7 @@ impl Quad {
 
     /// The candidates of the quad's four groups, one lane each.
     #[target_feature(enable = "avx2")]
+    #[inline]
     fn candidates(&self, maps: &[u64; SLOTS], before: __m256i, escaped: __m256i) -> __m256i {
         let one = _mm256_set1_epi64x(1);
         // Four loads rather than a gather: on the bench machine's CPU the
