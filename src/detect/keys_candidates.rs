@@ -320,12 +320,13 @@ fn form_starts(buf: &[u8], c: usize, out: &mut Vec<usize>) {
 }
 
 /// The start of the line holding `buf[c]`, if it is at most `max` bytes
-/// before `c`.
+/// before `c`. (The line break before a start `max` bytes back lies one
+/// byte further.)
 fn line_start(buf: &[u8], c: usize, max: usize) -> Option<usize> {
-    let lo = c.saturating_sub(max);
+    let lo = c.saturating_sub(max + 1);
     match buf[lo..c].iter().rposition(|b| *b == b'\n') {
         Some(i) => Some(lo + i + 1),
-        None => (lo == 0).then_some(0),
+        None => (c <= max).then_some(0),
     }
 }
 

@@ -421,6 +421,12 @@ fn key_traffic() -> impl Strategy<Value = String> {
             "\"\r\n\r\n",
             "\r\n--b\r\n",
         ),
+        // `ſ` (U+017F) folds to `s`: the regex takes it.
+        (
+            "\r\nContent-Diſpoſitio\u{4e}: form-data; name=\"",
+            "\"\r\n\r\n",
+            "\r\n--b\r\n",
+        ),
     ]);
     let value = prop::sample::select(vec![
         "490154203237518",
