@@ -285,9 +285,12 @@ fn json_starts(buf: &[u8], c: usize, out: &mut Vec<usize>) {
 fn content_disposition_before(buf: &[u8], c: usize) -> bool {
     let name = &buf[c.saturating_sub(MAX_DISPOSITION)..c];
     // Nearly every `:` ends a JSON key (`"k":`): its last byte settles it.
-    let ascii = name.len() >= 19
-        && name[name.len() - 1].eq_ignore_ascii_case(&b'n')
-        && name[name.len() - 19..].eq_ignore_ascii_case(b"content-disposition");
+    // No other character folds to `n`, so that holds for `ſ` spellings too.
+    if !name.last().is_some_and(|b| b.eq_ignore_ascii_case(&b'n')) {
+        return false;
+    }
+    let ascii =
+        name.len() >= 19 && name[name.len() - 19..].eq_ignore_ascii_case(b"content-disposition");
     ascii || !name.is_ascii()
 }
 
