@@ -194,6 +194,9 @@ proptest! {
             "[0-9a-f]{24,96}".prop_map(String::into_bytes),
             "[ -~]{18,120}".prop_map(String::into_bytes),
             "[ -~é€\u{7f}]{10,60}".prop_map(String::into_bytes),
+            // Mostly non-ASCII text with every kind of whitespace:
+            // the UTF-8 reading decides these.
+            "[é€\t\n\u{b}\u{c}\r\u{85}a]{10,40}".prop_map(String::into_bytes),
         ],
         as_text in any::<bool>(),
         url_safe in any::<bool>(),
