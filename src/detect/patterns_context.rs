@@ -338,8 +338,26 @@ pub(super) fn escaped_before(buf: &[u8], i: usize) -> Option<u8> {
 }
 
 fn is_key_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"_.-[]".contains(&b) || b >= 0x80
+    NEAR_KEY[usize::from(b)] & KEY_BYTE != 0
 }
+
+/// What a byte can be next to a key, one bit each: read from a table, as
+/// every candidate the key decides walks back over several of them.
+static NEAR_KEY: [u8; 256] = {
+    let mut table = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let key =
+            c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-' | b'[' | b']') || c >= 0x80;
+        let filler = matches!(c, b' ' | b'\t' | b'"' | b'\'' | b'\\');
+        table[b] = if key { KEY_BYTE } else { 0 } | if filler { FILLER } else { 0 };
+        b += 1;
+    }
+    table
+};
+const KEY_BYTE: u8 = 1;
+const FILLER: u8 = 2;
 
 /// Length of a quoting/spacing token ending at `buf[..i]` (a quote, space,
 /// tab, backslash, `[`, or their URL encodings), or 0.
@@ -348,7 +366,7 @@ fn filler_before(buf: &[u8], lo: usize, i: usize, value_side: bool) -> usize {
         return 0;
     }
     let b = buf[i - 1];
-    if b" \t\"'\\".contains(&b) || (value_side && b == b'[') {
+    if NEAR_KEY[usize::from(b)] & FILLER != 0 || (value_side && b == b'[') {
         return 1;
     }
     if i >= lo + 3 && buf[i - 3] == b'%' {
