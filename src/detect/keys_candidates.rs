@@ -112,12 +112,14 @@ impl KeyCandidates {
         };
         while let Some(block) = buf.get(c..c + 32) {
             let v = load(block);
-            let others = _mm256_or_si256(
-                _mm256_cmpeq_epi8(v, equals),
-                _mm256_or_si256(_mm256_cmpeq_epi8(v, colon), _mm256_cmpeq_epi8(v, angle)),
-            );
+            let others = _mm256_or_si256(_mm256_cmpeq_epi8(v, equals), _mm256_cmpeq_epi8(v, angle));
             let mut ends = _mm256_movemask_epi8(others) as u32;
             let quotes = _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, quote)) as u32;
+            // A `:` right after a quote ends a JSON key, not a header name
+            // (which holds no quote) nor `Content-Disposition`: nothing
+            // to look at.
+            let quote_before = quotes << 1 | u32::from(c > 0 && buf[c - 1] == b'"');
+            ends |= _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, colon)) as u32 & !quote_before;
             if quotes != 0 {
                 // Most quotes open a key or a value, or close a value: only
                 // one followed by a `:` or a space may close a JSON key
@@ -392,7 +394,8 @@ mod tests {
     proptest! {
         /// The block scans name the same starts, in the same order, as
         /// looking at every byte, with and without AVX2 (which passes over
-        /// quotes that a `:` or a space does not follow).
+        /// quotes that a `:` or a space does not follow, and colons right
+        /// after a quote).
         #[test]
         fn collect_looks_at_every_key_end(
             pieces in proptest::collection::vec(prop_oneof![
