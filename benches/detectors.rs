@@ -322,19 +322,21 @@ fn pipeline(d: &Detectors, message: &[u8]) -> usize {
 }
 
 /// For profilers (`perf stat`, callgrind): runs one group (`known_values`,
-/// `patterns`, `keys` or `pipeline`) over the corpus a fixed 5 times,
-/// without criterion, and exits. `setup` runs nothing: its instruction
-/// count is the corpus and detector set-up, to subtract from the others'.
-fn profile_run(d: &Detectors, whole: &[u8], name: &str) -> ! {
-    let run: fn(&Detectors, &[u8]) -> usize = match name {
-        "known_values" => known_values,
-        "patterns" => patterns,
-        "keys" => keys,
-        "pipeline" => pipeline,
-        "setup" => |_, _| 0,
+/// `patterns`, `keys`, `pipeline` or `per_record`) over the corpus a
+/// fixed 5 times, without criterion, and exits. `setup` runs nothing: its
+/// instruction count is the corpus and detector set-up, to subtract from
+/// the others'.
+fn profile_run(d: &Detectors, records: &[Vec<u8>], whole: &[u8], name: &str) -> ! {
+    let run = || match name {
+        "known_values" => known_values(d, black_box(whole)),
+        "patterns" => patterns(d, black_box(whole)),
+        "keys" => keys(d, black_box(whole)),
+        "pipeline" => pipeline(d, black_box(whole)),
+        "per_record" => records.iter().map(|r| pipeline(d, black_box(r))).sum(),
+        "setup" => 0,
         _ => panic!("DETECTORS_RUN: unknown group {name}"),
     };
-    let found: usize = (0..5).map(|_| run(d, black_box(whole))).sum();
+    let found: usize = (0..5).map(|_| run()).sum();
     eprintln!("{name}: 5 runs, {found} matches");
     std::process::exit(0)
 }
@@ -406,7 +408,7 @@ fn bench(c: &mut Criterion<CpuTime>) {
         let _ = std::fs::write(path, &whole);
     }
     if let Ok(name) = std::env::var("DETECTORS_RUN") {
-        profile_run(&d, &whole, &name);
+        profile_run(&d, &records, &whole, &name);
     }
     let found = (
         known_values(&d, &whole),
