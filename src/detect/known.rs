@@ -36,9 +36,9 @@ use super::profile::DeviceProfile;
 pub const MIN_APPS: usize = 3;
 
 /// Longest form that gets a left word-boundary check. The stream keeps the
-/// character classes of the last 128 bytes (not the bytes), which is what
-/// a check needs when a match began in an earlier chunk; longer forms
-/// (hex of custom values over 64 bytes) are not checked on the left.
+/// last 128 bytes, which is what a check needs when a match began in an
+/// earlier chunk; longer forms (hex of custom values over 64 bytes) are
+/// not checked on the left.
 const LOOKBEHIND: usize = 128;
 
 /// One report: an identifier found in a message.
@@ -57,14 +57,12 @@ pub struct KnownMatch {
 /// Character classes for word boundaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
-    Digit = 0,
-    Hex = 1,
-    Package = 2,
+    Digit,
+    Hex,
+    Package,
 }
 
 impl Class {
-    const ALL: [Class; 3] = [Class::Digit, Class::Hex, Class::Package];
-
     fn contains(self, b: u8) -> bool {
         match self {
             Class::Digit => b.is_ascii_digit(),
@@ -176,7 +174,7 @@ impl KnownValueMatcher {
             matcher: self,
             state,
             offset: 0,
-            recent: [0; 3],
+            recent: Recent::default(),
             pending: Vec::new(),
             hits: Vec::new(),
             latitude: None,
@@ -260,9 +258,8 @@ pub struct KnownValueStream<'m> {
     state: Option<StateID>,
     /// Bytes fed so far.
     offset: u64,
-    /// Per [`Class`]: bit `i` set when the byte `i + 1` positions before
-    /// `offset` is in the class (bytes before the message are in none).
-    recent: [u128; 3],
+    /// The last bytes before `offset`, for left boundaries.
+    recent: Recent,
     /// Matches ending exactly at `offset`, waiting for the next byte (or
     /// the end of the message) to decide their right boundary.
     pending: Vec<Hit>,
@@ -273,6 +270,48 @@ pub struct KnownValueStream<'m> {
     location_done: bool,
     apps_seen: Vec<bool>,
     apps_count: usize,
+}
+
+/// The last [`LOOKBEHIND`] bytes of a stream (fewer at its start), oldest
+/// first. Kept as bytes rather than as their classes: a left boundary is
+/// asked about only for the rare match that began in an earlier chunk,
+/// while classifying the tail of every chunk cost more than the search
+/// on short messages.
+#[derive(Debug)]
+struct Recent {
+    bytes: [u8; LOOKBEHIND],
+    len: usize,
+}
+
+impl Default for Recent {
+    fn default() -> Recent {
+        Recent {
+            bytes: [0; LOOKBEHIND],
+            len: 0,
+        }
+    }
+}
+
+impl Recent {
+    /// Appends `chunk`, keeping the last `LOOKBEHIND` bytes.
+    fn remember(&mut self, chunk: &[u8]) {
+        if chunk.len() >= LOOKBEHIND {
+            self.bytes
+                .copy_from_slice(&chunk[chunk.len() - LOOKBEHIND..]);
+            self.len = LOOKBEHIND;
+            return;
+        }
+        let keep = self.len.min(LOOKBEHIND - chunk.len());
+        self.bytes.copy_within(self.len - keep..self.len, 0);
+        self.bytes[keep..keep + chunk.len()].copy_from_slice(chunk);
+        self.len = keep + chunk.len();
+    }
+
+    /// The byte `back + 1` positions before the end, if kept.
+    fn back(&self, back: u64) -> Option<u8> {
+        let back = usize::try_from(back).ok()?;
+        (back < self.len).then(|| self.bytes[self.len - 1 - back])
+    }
 }
 
 impl KnownValueStream<'_> {
@@ -331,7 +370,7 @@ impl KnownValueStream<'_> {
             }
         }
         self.hits = hits;
-        self.remember_classes(chunk);
+        self.recent.remember(chunk);
         self.offset = chunk_end;
     }
 
@@ -362,19 +401,7 @@ impl KnownValueStream<'_> {
             return class.contains(b);
         }
         let back = base.saturating_sub(before + 1);
-        back < LOOKBEHIND as u64 && self.recent[class as usize] >> back & 1 == 1
-    }
-
-    /// Shifts `chunk`'s last bytes into the class history.
-    fn remember_classes(&mut self, chunk: &[u8]) {
-        let tail = &chunk[chunk.len().saturating_sub(LOOKBEHIND)..];
-        for class in Class::ALL {
-            let mask = &mut self.recent[class as usize];
-            *mask = mask.checked_shl(tail.len() as u32).unwrap_or(0);
-            for (i, b) in tail.iter().rev().enumerate() {
-                *mask |= u128::from(class.contains(*b)) << i;
-            }
-        }
+        self.recent.back(back).is_some_and(|b| class.contains(b))
     }
 
     /// Reports a match whose boundaries passed.
