@@ -28,6 +28,7 @@ use aho_corasick::{Anchored, MatchKind, StartKind};
 
 use super::expand::{Encoding, Form, expand};
 use super::profile::DeviceProfile;
+use super::recent::RecentBytes;
 
 /// Distinct installed-app package names one message must contain before
 /// it is reported as an app list (fewer when the profile lists fewer):
@@ -174,7 +175,7 @@ impl KnownValueMatcher {
             matcher: self,
             state,
             offset: 0,
-            recent: Recent::default(),
+            recent: RecentBytes::default(),
             pending: Vec::new(),
             hits: Vec::new(),
             latitude: None,
@@ -258,8 +259,10 @@ pub struct KnownValueStream<'m> {
     state: Option<StateID>,
     /// Bytes fed so far.
     offset: u64,
-    /// The last bytes before `offset`, for left boundaries.
-    recent: Recent,
+    /// The last bytes before `offset`, for left boundaries: kept as bytes,
+    /// not classes, as a boundary is asked about only for the rare match
+    /// that began in an earlier chunk.
+    recent: RecentBytes<LOOKBEHIND>,
     /// Matches ending exactly at `offset`, waiting for the next byte (or
     /// the end of the message) to decide their right boundary.
     pending: Vec<Hit>,
@@ -270,48 +273,6 @@ pub struct KnownValueStream<'m> {
     location_done: bool,
     apps_seen: Vec<bool>,
     apps_count: usize,
-}
-
-/// The last [`LOOKBEHIND`] bytes of a stream (fewer at its start), oldest
-/// first. Kept as bytes rather than as their classes: a left boundary is
-/// asked about only for the rare match that began in an earlier chunk,
-/// while classifying the tail of every chunk cost more than the search
-/// on short messages.
-#[derive(Debug)]
-struct Recent {
-    bytes: [u8; LOOKBEHIND],
-    len: usize,
-}
-
-impl Default for Recent {
-    fn default() -> Recent {
-        Recent {
-            bytes: [0; LOOKBEHIND],
-            len: 0,
-        }
-    }
-}
-
-impl Recent {
-    /// Appends `chunk`, keeping the last `LOOKBEHIND` bytes.
-    fn remember(&mut self, chunk: &[u8]) {
-        if chunk.len() >= LOOKBEHIND {
-            self.bytes
-                .copy_from_slice(&chunk[chunk.len() - LOOKBEHIND..]);
-            self.len = LOOKBEHIND;
-            return;
-        }
-        let keep = self.len.min(LOOKBEHIND - chunk.len());
-        self.bytes.copy_within(self.len - keep..self.len, 0);
-        self.bytes[keep..keep + chunk.len()].copy_from_slice(chunk);
-        self.len = keep + chunk.len();
-    }
-
-    /// The byte `back + 1` positions before the end, if kept.
-    fn back(&self, back: u64) -> Option<u8> {
-        let back = usize::try_from(back).ok()?;
-        (back < self.len).then(|| self.bytes[self.len - 1 - back])
-    }
 }
 
 impl KnownValueStream<'_> {

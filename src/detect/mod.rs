@@ -19,6 +19,7 @@ pub mod keys;
 pub mod known;
 pub mod patterns;
 pub mod profile;
+mod recent;
 pub mod rules;
 pub mod scan;
 pub mod sdk;

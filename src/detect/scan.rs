@@ -17,6 +17,7 @@ use super::finding::DetectorKind;
 use super::keys::{KeyScanner, KeyStream};
 use super::known::{KnownValueMatcher, KnownValueStream};
 use super::patterns::{PatternScanner, PatternStream};
+use super::recent::RecentBytes;
 use super::secret::Secret;
 use nested::{Base64Runs, PercentRegions};
 use std::collections::HashMap;
@@ -118,7 +119,7 @@ pub struct MessageScan<'d> {
     keys: KeyStream<'d>,
     /// Bytes fed before the current chunk.
     fed: u64,
-    tail: Vec<u8>,
+    tail: RecentBytes<TAIL>,
     base64: Base64Runs,
     percent: PercentRegions<'d>,
     best: HashMap<String, Hit>,
@@ -176,7 +177,7 @@ impl<'d> MessageScan<'d> {
             patterns: detectors.patterns.stream(),
             keys: detectors.keys.stream(),
             fed: 0,
-            tail: Vec::with_capacity(TAIL),
+            tail: RecentBytes::default(),
             base64: Base64Runs::default(),
             percent: PercentRegions::default(),
             best: HashMap::new(),
@@ -230,7 +231,8 @@ impl<'d> MessageScan<'d> {
             self.nested_base64(chunk, false);
             self.nested_percent(chunk, false);
         }
-        self.remember_tail(chunk);
+        self.fed += chunk.len() as u64;
+        self.tail.remember(chunk);
     }
 
     /// Settles how an undecided body is read and feeds what was held.
@@ -346,18 +348,6 @@ impl<'d> MessageScan<'d> {
             text(start, end)
         };
         format!("{}{}{}", text(from, start), value, text(end, to))
-    }
-
-    fn remember_tail(&mut self, chunk: &[u8]) {
-        self.fed += chunk.len() as u64;
-        if chunk.len() >= TAIL {
-            self.tail.clear();
-            self.tail.extend_from_slice(&chunk[chunk.len() - TAIL..]);
-        } else {
-            let drop = (self.tail.len() + chunk.len()).saturating_sub(TAIL);
-            self.tail.drain(..drop);
-            self.tail.extend_from_slice(chunk);
-        }
     }
 }
 

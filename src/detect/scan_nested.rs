@@ -18,6 +18,7 @@ use std::borrow::Cow;
 use base64::Engine;
 
 use super::{MessageScan, hex_value};
+use crate::detect::recent::RecentBytes;
 use crate::flow::decode::{ContentCoding, StreamDecoder};
 #[cfg(test)]
 pub(super) use runs::BASE64;
@@ -41,7 +42,7 @@ pub(super) struct PercentRegions<'d> {
     /// Created with the first region.
     pub(super) child: Option<Box<MessageScan<'d>>>,
     /// The raw bytes right before `at`, at most `HISTORY`.
-    history: Vec<u8>,
+    history: RecentBytes<HISTORY>,
     /// Message offset of the first byte not yet decided on.
     at: u64,
     /// Undecided bytes: a possible escape cut by the end of a chunk.
@@ -143,7 +144,7 @@ impl<'d> MessageScan<'d> {
             }
         }
         p.carry = work[i..].to_vec();
-        p.remember(&work[..i]);
+        p.history.remember(&work[..i]);
         p.at = base + i as u64;
         if end && p.region.take().is_some() {
             p.fed_to = p.at;
@@ -200,18 +201,6 @@ impl PercentRegions<'_> {
         self.region = Some(Region::after(escape + 3, max_token));
     }
 
-    /// Keeps the last `HISTORY` raw bytes.
-    fn remember(&mut self, decided: &[u8]) {
-        if decided.len() >= HISTORY {
-            self.history.clear();
-            self.history
-                .extend_from_slice(&decided[decided.len() - HISTORY..]);
-        } else {
-            let extra = (self.history.len() + decided.len()).saturating_sub(HISTORY);
-            self.history.drain(..extra);
-            self.history.extend_from_slice(decided);
-        }
-    }
     /// Decodes the open region from `work[i]` into `out` until it closes or
     /// `decided` is reached; returns where it stopped.
     #[allow(clippy::too_many_arguments)]
