@@ -90,6 +90,23 @@ fn every_split_point_gives_the_same_matches() {
 }
 
 #[test]
+fn the_longest_form_is_found_at_every_split_point() {
+    // The held bytes reach furthest into the next chunk for it.
+    let longest = single_forms().iter().max_by_key(|f| f.bytes.len()).unwrap();
+    let msg = [&b"v="[..], &longest.bytes, b"&"].concat();
+    let whole = search(example(), &msg);
+    let expected = (2, 2 + longest.bytes.len() as u64);
+    assert!(
+        whole.iter().any(|k| (k.start, k.end) == expected),
+        "{whole:?}"
+    );
+    for split in 0..=msg.len() {
+        let sizes = [split, msg.len() - split];
+        assert_eq!(search_chunked(example(), &msg, &sizes), whole, "{split}");
+    }
+}
+
+#[test]
 fn offsets_span_the_value_in_the_whole_message() {
     let m = example();
     let msg = b"xx {\"imei\":\"490154203237518\"} yy";
@@ -266,10 +283,13 @@ fn finish_resets_the_stream() {
 /// Brute force: every occurrence of every non-aggregate form in `msg`
 /// whose boundaries pass, sorted as the stream reports them.
 fn oracle(msg: &[u8]) -> Vec<KnownMatch> {
+    oracle_of(single_forms(), msg)
+}
+
+fn oracle_of(forms: &[Form], msg: &[u8]) -> Vec<KnownMatch> {
     let mut out = Vec::new();
-    for form in single_forms() {
+    for form in forms {
         let (left, right) = boundaries(form);
-        let left = left.filter(|_| form.bytes.len() <= LOOKBEHIND);
         let len = form.bytes.len();
         for start in 0..msg.len().saturating_sub(len - 1) {
             if msg[start..start + len] != form.bytes[..] {
@@ -303,12 +323,40 @@ fn sorted(mut v: Vec<KnownMatch>) -> Vec<KnownMatch> {
 /// Forms that are reported on their own (not location or app parts).
 fn single_forms() -> &'static [Form] {
     static FORMS: std::sync::OnceLock<Vec<Form>> = std::sync::OnceLock::new();
-    FORMS.get_or_init(|| {
-        expand(&profile(EXAMPLE))
-            .into_iter()
-            .filter(|f| !f.identifier.starts_with("location:") && f.identifier != "installed_apps")
-            .collect()
+    FORMS.get_or_init(|| single_forms_of(&profile(EXAMPLE)))
+}
+
+fn single_forms_of(p: &DeviceProfile) -> Vec<Form> {
+    expand(p)
+        .into_iter()
+        .filter(|f| !f.identifier.starts_with("location:") && f.identifier != "installed_apps")
+        .collect()
+}
+
+/// A profile whose shortest form (`a.b`) is too short for the sampled
+/// filter, so its search walks the automaton.
+const SHORT_FORMS: &str = r#"
+imei = "490154203237518"
+mac = "02:1a:11:f0:3c:77"
+email = "tester@example.com"
+installed_apps = ["a.b", "com.tencent.mm", "c.d"]
+[custom]
+account = "tester_wang"
+"#;
+
+fn short_forms() -> &'static (KnownValueMatcher, Vec<Form>) {
+    static SHORT: std::sync::OnceLock<(KnownValueMatcher, Vec<Form>)> = std::sync::OnceLock::new();
+    SHORT.get_or_init(|| {
+        let p = profile(SHORT_FORMS);
+        (KnownValueMatcher::new(&p), single_forms_of(&p))
     })
+}
+
+#[test]
+fn each_profile_takes_the_search_path_its_tests_mean() {
+    let sampled = |m: &KnownValueMatcher| m.search.as_ref().map(Search::is_sampled);
+    assert_eq!(sampled(example()), Some(true));
+    assert_eq!(sampled(&short_forms().0), Some(false));
 }
 
 #[test]
@@ -340,7 +388,8 @@ fn filler() -> impl Strategy<Value = String> {
 }
 
 fn chunking() -> impl Strategy<Value = Vec<usize>> {
-    // Small chunks walk the DFA only; large ones use the filter too.
+    // Chunks shorter and longer than the longest form: the held bytes
+    // span several chunks, or are searched joined to the next one.
     prop::collection::vec(prop_oneof![1usize..40, 100usize..600], 1..8)
 }
 
@@ -401,5 +450,32 @@ proptest! {
         let whole = search(example(), &msg);
         prop_assert_eq!(sorted(whole.clone()), oracle(&msg));
         prop_assert_eq!(search_chunked(example(), &msg, &sizes), whole);
+    }
+
+    /// The same for the automaton, which serves profiles with a form too
+    /// short for the filter; its reports, app lists included,
+    /// do not depend on the chunking.
+    #[test]
+    fn the_automaton_agrees_with_brute_force_at_any_chunking(
+        parts in prop::collection::vec(
+            prop_oneof![
+                "[0-9a-f.:+ x-]{0,12}",
+                Just("a.b".to_string()),
+                Just("com.tencent.mm".to_string()),
+                Just(" c.d ".to_string()),
+                any::<prop::sample::Index>().prop_map(|i| {
+                    let forms = &short_forms().1;
+                    String::from_utf8_lossy(&forms[i.index(forms.len())].bytes).into_owned()
+                }),
+            ],
+            0..12,
+        ),
+        sizes in chunking(),
+    ) {
+        let (matcher, forms) = short_forms();
+        let msg = parts.concat().into_bytes();
+        let whole = search(matcher, &msg);
+        prop_assert_eq!(sorted(whole.clone()), oracle_of(forms, &msg));
+        prop_assert_eq!(search_chunked(matcher, &msg, &sizes), whole);
     }
 }

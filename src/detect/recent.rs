@@ -1,6 +1,6 @@
 //! The last bytes of a stream, kept across chunks for the checks that look
-//! back past a chunk's start: evidence around a match, a match's left
-//! boundary, where an escaped region starts.
+//! back past a chunk's start: evidence around a match, where an escaped
+//! region starts.
 
 /// At most `MAX` of the last bytes remembered, oldest first; reads as the
 /// slice of them.
@@ -21,15 +21,6 @@ impl<const MAX: usize> RecentBytes<MAX> {
             self.bytes.extend_from_slice(chunk);
         }
     }
-
-    /// The byte `back + 1` positions before the end, if it is kept.
-    pub(crate) fn back(&self, back: u64) -> Option<u8> {
-        let back = usize::try_from(back).ok()?;
-        self.bytes
-            .len()
-            .checked_sub(back + 1)
-            .map(|i| self.bytes[i])
-    }
 }
 
 impl<const MAX: usize> std::ops::Deref for RecentBytes<MAX> {
@@ -47,7 +38,7 @@ mod tests {
 
     proptest! {
         /// After any chunks, the kept bytes are the last `MAX` of all of
-        /// them, and `back` counts from the end.
+        /// them.
         #[test]
         fn the_last_bytes_are_kept_whatever_the_chunks(
             chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..12),
@@ -60,10 +51,6 @@ mod tests {
                 all.extend_from_slice(chunk);
                 let want = &all[all.len().saturating_sub(max)..];
                 prop_assert_eq!(&recent[..], want);
-                for back in 0..=want.len() as u64 {
-                    let expected = want.len().checked_sub(back as usize + 1).map(|i| want[i]);
-                    prop_assert_eq!(recent.back(back), expected);
-                }
             }
         }
     }
