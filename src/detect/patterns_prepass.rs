@@ -82,6 +82,14 @@ struct Runs {
     first_required: [u8; 32],
 }
 
+impl Runs {
+    /// No run, no required byte seen.
+    const NONE: Runs = Runs {
+        len: [0; 32],
+        first_required: [u8::MAX; 32],
+    };
+}
+
 /// State of the checks along one walk.
 struct Checks<K> {
     ahead: Ahead,
@@ -332,23 +340,24 @@ impl Prepass {
         // lookup, so they come first. Walked byte by byte, they cost more:
         // the key before `p` (most positions here are digests and ids under
         // keys that name no kind) and the required bytes go first then.
-        let (runs, key_asked) = match window.and_then(|w| self.runs_in(w, p, m)) {
-            Some(runs) => (runs, false),
-            None => {
-                if m & self.needs_required != 0 {
-                    let far =
-                        self.required_too_far(buf, p, m & self.needs_required, &mut checks.ahead);
-                    m &= !far;
-                }
-                if m != 0 {
-                    m = (checks.key_allows)(p, m);
-                }
-                if m == 0 {
-                    return;
-                }
-                (self.runs(buf, p, m), true)
+        // Filled in place: built byte by byte, a returned copy would be
+        // read back in wide loads the stores cannot forward to, which cost
+        // more than the rest of the checks.
+        let mut runs = Runs::NONE;
+        let key_asked = !window.is_some_and(|w| self.runs_in(w, p, m, &mut runs));
+        if key_asked {
+            if m & self.needs_required != 0 {
+                let far = self.required_too_far(buf, p, m & self.needs_required, &mut checks.ahead);
+                m &= !far;
             }
-        };
+            if m != 0 {
+                m = (checks.key_allows)(p, m);
+            }
+            if m == 0 {
+                return;
+            }
+            self.runs(buf, p, m, &mut runs);
+        }
         let mut ok = 0u64;
         let mut rest = m;
         while rest != 0 {
@@ -393,24 +402,24 @@ impl Prepass {
         far
     }
 
-    /// What [`Prepass::runs`] finds, read from the filter's bitmaps;
-    /// `None` when a run the rules need goes on past the window, or a set
-    /// has no bitmap. Each run is measured as far as its alphabet's rules
-    /// need, which decides them as the walk's measure does.
-    fn runs_in(&self, w: &Window, p: usize, m: u64) -> Option<Runs> {
-        let mut runs = Runs {
-            len: [0; 32],
-            first_required: [u8::MAX; 32],
-        };
+    /// What [`Prepass::runs`] finds, read from the filter's bitmaps into
+    /// `runs`; false (with `runs` partly written) when a run the rules
+    /// need goes on past the window, or a set has no bitmap. Each run is
+    /// measured as far as its alphabet's rules need, which decides them as
+    /// the walk's measure does.
+    fn runs_in(&self, w: &Window, p: usize, m: u64, runs: &mut Runs) -> bool {
         for (a, rules) in self.alphabet_rules.iter().enumerate() {
             if rules & m == 0 {
                 continue;
             }
-            let (bits, room) = w.from(self.alphabet_slot[a]?, p);
+            let Some(slot) = self.alphabet_slot[a] else {
+                return false;
+            };
+            let (bits, room) = w.from(slot, p);
             let run = (!bits).trailing_zeros() as usize;
             let need = self.alphabet_need[a];
             if run >= room && need > room {
-                return None;
+                return false;
             }
             runs.len[a] = offset(run.min(need));
         }
@@ -421,20 +430,20 @@ impl Prepass {
             let bit = rest.trailing_zeros() as usize;
             rest &= rest - 1;
             if let Some((r, _)) = self.fast[bit].required {
-                let (bits, _) = w.from(self.required_slot[r]?, p);
+                let Some(slot) = self.required_slot[r] else {
+                    return false;
+                };
+                let (bits, _) = w.from(slot, p);
                 runs.first_required[r] = offset(bits.trailing_zeros() as usize);
             }
         }
-        Some(runs)
+        true
     }
 
     /// Follows, in one walk from `p`, the alphabet runs the rules in `m`
-    /// need, noting where each required set first occurs.
-    fn runs(&self, buf: &[u8], p: usize, m: u64) -> Runs {
-        let mut runs = Runs {
-            len: [0; 32],
-            first_required: [u8::MAX; 32],
-        };
+    /// need, noting where each required set first occurs, into `runs`.
+    fn runs(&self, buf: &[u8], p: usize, m: u64, runs: &mut Runs) {
+        *runs = Runs::NONE;
         let mut alive = 0u64;
         let mut cap = 0;
         for (a, rules) in self.alphabet_rules.iter().enumerate() {
@@ -461,7 +470,7 @@ impl Prepass {
                 died &= died - 1;
             }
             if alive == 0 {
-                return runs;
+                return;
             }
             q += 1;
         }
@@ -469,7 +478,6 @@ impl Prepass {
             runs.len[alive.trailing_zeros() as usize] = offset(q - p);
             alive &= alive - 1;
         }
-        runs
     }
 
     /// The end of rule `bit`'s match anchored at `p`, if it has one that
