@@ -14,7 +14,7 @@ use crate::flow::{
     Direction, Flow, FlowErrorKind, ResponseRecord, TlsFacts, WebSocketRecord, WsMessage,
 };
 use crate::session::{SessionEvent, SessionTx};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
@@ -64,6 +64,8 @@ pub struct Pipeline {
 #[derive(Default)]
 struct InFlight {
     count: AtomicUsize,
+    /// Flows opened since the session started.
+    opened: AtomicU64,
     idle: Notify,
 }
 
@@ -80,6 +82,12 @@ impl Pipeline {
     /// Flows currently being recorded.
     pub fn in_flight(&self) -> usize {
         self.in_flight.count.load(Ordering::SeqCst)
+    }
+
+    /// Flows opened since the session started: a burst that starts and
+    /// ends between two looks at [`Self::in_flight`] still moves it.
+    pub fn opened(&self) -> u64 {
+        self.in_flight.opened.load(Ordering::SeqCst)
     }
 
     /// Waits until no flow is being recorded, or `limit` has passed.
@@ -117,6 +125,7 @@ impl Pipeline {
             .as_ref()
             .map(|_| BodyCapture::new(request_encoding, self.limits));
         self.in_flight.count.fetch_add(1, Ordering::SeqCst);
+        self.in_flight.opened.fetch_add(1, Ordering::SeqCst);
         LiveFlow {
             state: Arc::new(Mutex::new(LiveState {
                 flow: Some(flow),
