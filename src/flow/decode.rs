@@ -25,12 +25,18 @@
 //! ([`BROTLI_BLOCK`]). With [`MAX_CODINGS`] stages the
 //! worst case is about 50 MiB (three br stages). Brotli and zstd size their
 //! buffers from the stream, so small bodies cost far less, and all of it is
-//! freed as soon as the decoder fails or finishes.
+//! freed as soon as the decoder fails or finishes, but for two inflaters
+//! and two output buffers per thread, kept for the next decoder (see
+//! `decode_spare.rs`).
 
 use brotli::writer::StandardAlloc;
 use brotli::{BrotliDecompressStream, BrotliResult, BrotliState};
 use flate2::{Crc, Decompress, FlushDecompress, Status};
+use std::mem::ManuallyDrop;
 use zstd::stream::raw::{DParameter, Decoder as ZstdDecoder, InBuffer, Operation, OutBuffer};
+
+#[path = "decode_spare.rs"]
+mod spare;
 
 /// Size of each stage's output buffer, so the largest chunk handed to `out`.
 pub const SCRATCH_LEN: usize = 16 * 1024;
@@ -337,7 +343,7 @@ impl Stage {
             ContentCoding::Brotli => Codec::Brotli(Brotli::default()),
             ContentCoding::Zstd => Codec::Zstd(Zstd::default()),
         };
-        let scratch = vec![0; SCRATCH_LEN].into_boxed_slice();
+        let scratch = spare::buffer();
         Stage {
             coding,
             codec,
@@ -400,9 +406,16 @@ impl Stage {
     }
 }
 
+impl Drop for Stage {
+    fn drop(&mut self) {
+        spare::keep_buffer(std::mem::take(&mut self.scratch));
+    }
+}
+
 /// gzip (RFC 1952) and "deflate" (zlib, RFC 1950, or raw RFC 1951).
 struct Inflate {
-    z: Decompress,
+    /// Handed back to the thread's spares when the stage is dropped.
+    z: ManuallyDrop<Decompress>,
     /// CRC-32 and length (mod 2^32) of the current gzip member's output.
     crc: Crc,
     framing: Framing,
@@ -503,13 +516,19 @@ fn looks_like_zlib(cmf: u8, flg: u8) -> bool {
     cmf & 0x0f == 8 && cmf >> 4 <= 7 && (u16::from(cmf) << 8 | u16::from(flg)) % 31 == 0
 }
 
+impl Drop for Inflate {
+    fn drop(&mut self) {
+        // SAFETY: `z` is taken once, here, and `self` is not used after.
+        spare::keep_inflater(unsafe { ManuallyDrop::take(&mut self.z) });
+    }
+}
+
 impl Inflate {
     fn new(framing: Framing) -> Inflate {
         // Always raw: gzip framing is parsed here, and "deflate" switches
         // to zlib once its first two bytes have been seen.
-        let z = Decompress::new(false);
         Inflate {
-            z,
+            z: ManuallyDrop::new(spare::inflater()),
             crc: Crc::new(),
             framing,
         }

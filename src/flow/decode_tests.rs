@@ -473,6 +473,48 @@ proptest! {
     }
 }
 
+/// A stream abandoned after `prefix` of its bytes (its decoder dropped
+/// unfinished), as a proxy drops a body whose connection failed.
+fn abandon(codings: &[ContentCoding], body: &[u8], prefix: usize) {
+    let mut dec = StreamDecoder::new(codings, u64::MAX);
+    let _ = dec.push(&body[..prefix.min(body.len())], &mut |_| {});
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Decoders reuse the inflaters and output buffers of dropped ones
+    /// (kept per thread). Whatever ran on this thread before (streams
+    /// abandoned midway, damaged, stacked), a decoder gives what it gives
+    /// on a thread where nothing ran.
+    #[test]
+    fn prop_reused_inflaters_start_clean(
+        before in vec((any_data(), any::<Index>(), 0usize..3), 1..5),
+        data in any_data(),
+        damage in vec((any::<Index>(), 1u8..), 0..3),
+        coding in prop::sample::select(&[Gzip, Deflate][..]),
+    ) {
+        let mut body = encode(coding, &data);
+        for (at, x) in damage {
+            let i = at.index(body.len());
+            body[i] ^= x;
+        }
+        let fresh = {
+            let body = body.clone();
+            std::thread::spawn(move || decode(&[coding], &body, 700, 1 << 20)).join().unwrap()
+        };
+        for (earlier, cut, kind) in &before {
+            let codings: &[ContentCoding] = [&[Gzip][..], &[Deflate], &[Gzip, Gzip]][*kind];
+            let mut stream = earlier.clone();
+            for &c in codings.iter().rev() {
+                stream = encode(c, &stream);
+            }
+            abandon(codings, &stream, cut.index(stream.len() + 1));
+        }
+        prop_assert_eq!(decode(&[coding], &body, 700, 1 << 20), fresh);
+    }
+}
+
 /// Found by the `decode` fuzz target: a damaged brotli stream that the
 /// brotli decompressor alone accepts whole (66 bytes out) but refuses
 /// (`BLOCK_LENGTH_1`) when its last three bytes come in a later call. Fed
