@@ -57,10 +57,7 @@ fn print_ca(ca: &CertAuthority) {
 /// `leakscope run`.
 fn run(mut args: RunArgs) -> anyhow::Result<()> {
     let mut config = proxy_config(&args)?;
-    let limits = CaptureLimits {
-        body_limit: usize::try_from(args.body_limit).context("--body-limit is too large")?,
-        decode_limit: args.decode_limit,
-    };
+    let limits = args.capture.limits()?;
     let grace = seconds("--grace", args.grace)?;
     // --android: CA, proxy and device.toml (sets args.out and --profile).
     let android = crate::android::prepare_run(&mut args, default_out_dir)?;
@@ -81,7 +78,7 @@ fn run(mut args: RunArgs) -> anyhow::Result<()> {
     } = start_session(SessionSpec {
         privacy: &args.privacy.settings(),
         limits,
-        queue_limit: args.queue_limit,
+        queue_limit: args.capture.queue_limit,
         out: &out,
         first_phase: phases.current(),
         phases,

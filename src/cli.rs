@@ -103,18 +103,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub insecure_upstream: bool,
 
-    /// Decoded bytes of each body kept in the record (e.g. 1MiB, 64k, 0).
-    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
-    pub body_limit: u64,
-
-    /// Decoded bytes produced per body before decoding stops (bounds decompression bombs).
-    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
-    pub decode_limit: u64,
-
-    /// Captured body bytes of completed flows that may wait for the
-    /// evidence writers at once; past it, traffic waits for them to catch up.
-    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
-    pub queue_limit: u64,
+    #[command(flatten)]
+    pub capture: CaptureArgs,
 
     /// Seconds to wait for an upstream to accept a connection.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
@@ -180,13 +170,38 @@ pub struct ScanArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+}
+
+/// How much of each flow is kept and decoded, and how much may wait for
+/// the evidence writers: shared by `run` and `scan`.
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
     /// Decoded bytes of each body kept in the record (e.g. 1MiB, 64k, 0).
     #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
     pub body_limit: u64,
 
-    /// Decoded bytes produced per body before decoding stops.
+    /// Decoded bytes produced per body before decoding stops (bounds decompression bombs).
     #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
     pub decode_limit: u64,
+
+    /// Captured body bytes of completed flows that may wait for the
+    /// evidence writers at once; past it, reading (traffic, or the HAR
+    /// being scanned) waits for them to catch up.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    pub queue_limit: u64,
+}
+
+impl CaptureArgs {
+    /// The body limits, checked against this platform's sizes.
+    pub fn limits(&self) -> anyhow::Result<crate::flow::capture::CaptureLimits> {
+        use anyhow::Context as _;
+        Ok(crate::flow::capture::CaptureLimits {
+            body_limit: usize::try_from(self.body_limit).context("--body-limit is too large")?,
+            decode_limit: self.decode_limit,
+        })
+    }
 }
 
 /// Detector options shared by `run` and `scan`.
@@ -312,6 +327,17 @@ mod tests {
         let Command::Run(args) = cli.command else {
             panic!("not run: {:?}", cli.command);
         };
-        assert_eq!(args.queue_limit, crate::session::DEFAULT_QUEUE_LIMIT);
+        assert_eq!(
+            args.capture.queue_limit,
+            crate::session::DEFAULT_QUEUE_LIMIT
+        );
+        let cli = Cli::try_parse_from(["leakscope", "scan", "x.har"]).unwrap();
+        let Command::Scan(args) = cli.command else {
+            panic!("not scan: {:?}", cli.command);
+        };
+        assert_eq!(
+            args.capture.queue_limit,
+            crate::session::DEFAULT_QUEUE_LIMIT
+        );
     }
 }

@@ -44,6 +44,7 @@ fn options(har: &Path, out: &Path) -> ScanOptions {
             ..Default::default()
         },
         limits: CaptureLimits::default(),
+        queue_limit: leakscope::session::DEFAULT_QUEUE_LIMIT,
         consent_at: None,
         refused_at: None,
         progress_every: None,
@@ -180,6 +181,21 @@ fn check_chromium(s: &Scanned) {
 #[test]
 fn chromium_capture_finds_the_planted_identifiers() {
     check_chromium(&run_scan(&fixture("chromium-capture.har"), |_| {}));
+}
+
+#[test]
+fn a_queue_of_one_byte_slows_the_scan_but_loses_nothing() {
+    // Every flow then waits for the evidence writers to empty the queue.
+    let har = fixture("chromium-capture.har");
+    let tight = run_scan(&har, |o| o.queue_limit = 1);
+    let roomy = run_scan(&har, |_| {});
+    // Flow ids count on across the scans of one process.
+    let key = |f: &Value| format!("{} {} {}", f["identifier"], f["where"], f["url"]);
+    let keys = |s: &Scanned| s.findings.iter().map(key).collect::<Vec<_>>();
+    assert!(!roomy.findings.is_empty());
+    assert_eq!(keys(&tight), keys(&roomy));
+    let flows = |s: &Scanned| read_jsonl(&s.out().join("flows.jsonl")).len();
+    assert_eq!(flows(&tight), flows(&roomy));
 }
 
 #[tokio::test(flavor = "multi_thread")]

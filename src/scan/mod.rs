@@ -68,6 +68,9 @@ pub struct ScanOptions {
     pub out: PathBuf,
     pub privacy: PrivacySettings,
     pub limits: CaptureLimits,
+    /// Captured bytes that may wait for the evidence writers
+    /// (`--queue-limit`).
+    pub queue_limit: u64,
     /// `--consent-at`, `--refused-at`, as given.
     pub consent_at: Option<String>,
     pub refused_at: Option<String>,
@@ -104,10 +107,8 @@ pub fn run(args: ScanArgs) -> anyhow::Result<()> {
         har: args.har.clone(),
         out: args.out.clone().unwrap_or_else(default_out_dir),
         privacy: args.privacy.settings(),
-        limits: CaptureLimits {
-            body_limit: usize::try_from(args.body_limit).context("--body-limit is too large")?,
-            decode_limit: args.decode_limit,
-        },
+        limits: args.capture.limits()?,
+        queue_limit: args.capture.queue_limit,
         consent_at: args.consent_at.clone(),
         refused_at: args.refused_at.clone(),
         progress_every: Some(PROGRESS_EVERY),
@@ -183,7 +184,7 @@ pub fn scan(options: &ScanOptions) -> anyhow::Result<ScanSummary> {
         start_session(SessionSpec {
             privacy: &options.privacy,
             limits: options.limits,
-            queue_limit: crate::session::DEFAULT_QUEUE_LIMIT,
+            queue_limit: options.queue_limit,
             out: &options.out,
             phases: clock.clone(),
             first_phase: initial,
