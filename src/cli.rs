@@ -322,7 +322,7 @@ mod tests {
     }
 
     #[test]
-    fn the_queue_limit_default_is_the_sessions() {
+    fn run_defaults_to_the_sessions_queue_limit_and_scan_takes_one() {
         let cli = Cli::try_parse_from(["leakscope", "run"]).unwrap();
         let Command::Run(args) = cli.command else {
             panic!("not run: {:?}", cli.command);
@@ -331,13 +331,10 @@ mod tests {
             args.capture.queue_limit,
             crate::session::DEFAULT_QUEUE_LIMIT
         );
-        let cli = Cli::try_parse_from(["leakscope", "scan", "x.har"]).unwrap();
-        let Command::Scan(args) = cli.command else {
-            panic!("not scan: {:?}", cli.command);
+        let cli = Cli::try_parse_from(["leakscope", "scan", "x.har", "--queue-limit", "1k"]);
+        let Command::Scan(args) = cli.unwrap().command else {
+            panic!("not scan");
         };
-        assert_eq!(
-            args.capture.queue_limit,
-            crate::session::DEFAULT_QUEUE_LIMIT
-        );
+        assert_eq!(args.capture.queue_limit, 1000);
     }
 }
