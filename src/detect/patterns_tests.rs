@@ -632,3 +632,36 @@ fn remembered_key_verdicts_change_nothing() {
         kept.len()
     );
 }
+
+/// A context key that names no kind (user rules may have one) still lets
+/// its rule count, in the pre-pass as in the plain search: the pre-pass
+/// rules keys out by walking the context keys' trie as well as the
+/// aliases'. (The embedded rules' context keys are all aliases too.)
+#[test]
+fn a_context_key_that_names_no_kind_still_counts() {
+    let rules = RuleSet::from_toml(
+        "[[kind]]\nid = \"ticket\"\nkeys = [\"ticket\"]\npattern = 'T[0-9]{8}'\n\
+         boundary = '[0-9A-Za-z]'\nneeds_key_context = true\ncontext_keys = [\"voucher\"]\n",
+        "user.toml",
+    )
+    .unwrap();
+    let ids = |scanner: &PatternScanner, msg: &str| {
+        let mut ids = Vec::new();
+        let mut stream = scanner.stream();
+        stream.feed(msg.as_bytes(), &mut |m| ids.push((m.identifier, m.start)));
+        stream.finish(&mut |m| ids.push((m.identifier, m.start)));
+        ids
+    };
+    let (fast, plain) = (
+        PatternScanner::new(&rules),
+        PatternScanner::plain_only(&rules),
+    );
+    for (msg, want) in [
+        ("voucher=T12345678", 1),
+        ("{\"my_voucher\": \"T12345678\"}", 1),
+        ("x=T12345678&vouchers=T12345678", 0),
+    ] {
+        assert_eq!(ids(&fast, msg).len(), want, "{msg}: {:?}", ids(&fast, msg));
+        assert_eq!(ids(&fast, msg), ids(&plain, msg), "{msg}");
+    }
+}
