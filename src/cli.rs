@@ -1,4 +1,4 @@
-//! Command-line syntax. Parsing only: [`crate::run`] and [`crate::ca`] do
+//! Command-line syntax. Parsing only: [`crate::app`] and [`crate::ca`] do
 //! the work, and `main` turns errors into exit codes in one place.
 
 use clap::{Args, Parser, Subcommand};
@@ -124,8 +124,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS", default_value_t = 3.0)]
     pub grace: f64,
 
-    /// Output directory (default: ./leakscope-out/<start time>/).
-    #[arg(long, value_name = "DIR")]
+    /// Output directory (default: a new directory under ./leakscope-out/
+    /// named by the time; `help` spells it).
+    #[arg(
+        long,
+        value_name = "DIR",
+        help = "Output directory (default: ./leakscope-out/<start time>/)."
+    )]
     pub out: Option<PathBuf>,
 
     #[command(flatten)]
@@ -166,8 +171,13 @@ pub struct ScanArgs {
     #[arg(long, value_name = "TIME")]
     pub refused_at: Option<String>,
 
-    /// Output directory (default: ./leakscope-out/scan-<scan time>/).
-    #[arg(long, value_name = "DIR")]
+    /// Output directory (default: a new directory under ./leakscope-out/
+    /// named by the time; `help` spells it).
+    #[arg(
+        long,
+        value_name = "DIR",
+        help = "Output directory (default: ./leakscope-out/scan-<scan time>/)."
+    )]
     pub out: Option<PathBuf>,
 
     #[command(flatten)]

@@ -429,7 +429,7 @@ pub fn parse_devices(text: &str) -> Vec<DeviceEntry> {
 }
 
 /// Untrusted text made safe to print: control characters become spaces,
-/// runs of whitespace one space, and the result is cut at [`QUOTE_LIMIT`]
+/// runs of whitespace one space, and the result is cut at `QUOTE_LIMIT`
 /// characters.
 pub fn clean(text: &str) -> String {
     let mut out = String::new();

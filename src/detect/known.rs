@@ -5,7 +5,7 @@
 //! than the longest form) and searches them joined to the next chunk, so
 //! a value split across chunks (even 1-byte chunks) is found and the
 //! message is never buffered; a sampled 4-gram filter lets the search
-//! skip most bytes (see [`search::Search`]). Matches are overlapping:
+//! skip most bytes (see `known_search.rs`). Matches are overlapping:
 //! every form that occurs is reported, including forms inside other forms
 //! (the national phone number inside `+86 138 0013 8000` is reported when
 //! its boundaries allow it); consumers pick the strongest per identifier

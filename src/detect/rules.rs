@@ -12,7 +12,7 @@
 //! `device_imei`, `x-device-imei` are all `device` + `imei`) and matches the
 //! whole key against `keys` and `exact_keys`, then ever shorter token
 //! suffixes against `keys` only; the longest match wins. See
-//! [`key_tokens`](super::keys::key_tokens) for the details and examples.
+//! [`key_tokens`] for the details and examples.
 
 use std::collections::HashSet;
 use std::fs;

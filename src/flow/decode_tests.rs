@@ -1,8 +1,10 @@
 //! Tests of the streaming content decoder.
 use super::*;
 use ContentCoding::{Brotli as Br, Deflate, Gzip, Zstd};
+use flate2::Crc;
 use flate2::write::{DeflateEncoder, GzEncoder, ZlibEncoder};
 use flate2::{Compress, Compression, FlushCompress};
+use inflate::{FEXTRA, FHCRC, looks_like_zlib};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;

@@ -90,7 +90,7 @@ pub struct ScanSummary {
     pub flows: usize,
     /// Entries that could not be read (each has a warning).
     pub skipped: usize,
-    /// The first [`MAX_WARNINGS_KEPT`] warnings, each `path: problem`.
+    /// The first `MAX_WARNINGS_KEPT` warnings, each `path: problem`.
     pub warnings: Vec<String>,
     pub warning_count: usize,
     pub findings: u64,

@@ -9,7 +9,7 @@
 //! body's bytes straight into the output.
 //!
 //! The placeholder is recognised by its address, not its text: it is a
-//! slice of [`SLOT_MARKS`], and serde_json hands a string that needs no
+//! slice of `SLOT_MARKS`, and serde_json hands a string that needs no
 //! escaping to the formatter as that same slice. A body or header that
 //! happens to read like a placeholder lives elsewhere in memory and is
 //! written as text.

@@ -122,7 +122,7 @@ impl Sink for SessionInfoLog {
     }
 
     /// A phase switch is written at once; running counts at most every
-    /// [`COUNTS_EVERY`] — under load the hub flushes after nearly every
+    /// `COUNTS_EVERY` — under load the hub flushes after nearly every
     /// flow, and a rewrite per flow cost a tenth of the proxy's CPU.
     fn flush(&mut self) -> io::Result<()> {
         let due = self.phase_changed || self.written.elapsed() >= COUNTS_EVERY;
