@@ -55,9 +55,9 @@ impl KeyCandidates {
     }
 
     fn end(&self, node: usize) -> End {
-        if self.trie.value(node, SUFFIX).is_some() {
+        if self.trie.ends_in(node, SUFFIX) {
             End::Suffix
-        } else if self.trie.value(node, EXACT).is_some() {
+        } else if self.trie.ends_in(node, EXACT) {
             End::Exact
         } else {
             End::None

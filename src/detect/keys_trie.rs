@@ -17,6 +17,10 @@ pub(crate) struct ByteTrie {
     next: Vec<u32>,
     /// Per node: the values of the entry ending there (`u32::MAX`: none).
     values: Vec<[u32; 2]>,
+    /// Per node: bit `slot` set when an entry ends there with a value in
+    /// `slot`. A byte per node keeps the walks' one question per step (does
+    /// an entry end here?) out of the larger `values`.
+    ends: Vec<u8>,
 }
 
 /// The value slot of an alias naming its kind as a key suffix (`keys`),
@@ -51,6 +55,7 @@ impl ByteTrie {
             symbols,
             next: vec![0; symbols],
             values: vec![[u32::MAX; 2]],
+            ends: Vec::new(),
         };
         for (bytes, slot, value) in entries {
             let mut node = 0;
@@ -65,6 +70,9 @@ impl ByteTrie {
             }
             trie.values[node][slot] = value;
         }
+        trie.ends = (trie.values.iter())
+            .map(|v| u8::from(v[SUFFIX] != u32::MAX) | u8::from(v[EXACT] != u32::MAX) << EXACT)
+            .collect();
         trie
     }
 
@@ -80,6 +88,11 @@ impl ByteTrie {
     pub(crate) fn value(&self, node: usize, slot: usize) -> Option<usize> {
         let v = self.values[node][slot];
         (v != u32::MAX).then_some(v as usize)
+    }
+
+    /// Whether an entry ends at `node` with a value in `slot`.
+    pub(crate) fn ends_in(&self, node: usize, slot: usize) -> bool {
+        self.ends[node] >> slot & 1 != 0
     }
 
     /// True if `bytes` is an entry (with a value in slot 0).
@@ -112,11 +125,7 @@ impl ByteTrie {
             if node == 0 {
                 return true;
             }
-            if self
-                .value(node, SUFFIX)
-                .or(self.value(node, EXACT))
-                .is_some()
-            {
+            if self.ends[node] != 0 {
                 return false;
             }
         }
