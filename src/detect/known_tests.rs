@@ -107,6 +107,29 @@ fn the_longest_form_is_found_at_every_split_point() {
 }
 
 #[test]
+fn forms_ending_together_keep_their_order_at_every_split_point() {
+    // `wxyz`, the shortest form, ends where `uvwxyz` ends. Found a chunk
+    // later than the longer one (when a split makes it start at the first
+    // start not yet searched), it must still be reported first: matches
+    // ending at one offset come in form order, whatever the chunking.
+    let m = KnownValueMatcher::new(&profile(
+        "[custom]\na_short = \"wxyz\"\nb_long = \"uvwxyz\"\n",
+    ));
+    // Longer than the longest form, so that some split leaves the held
+    // bytes starting right at `wxyz`.
+    let pad = " ".repeat(200);
+    let msg = format!("{{{pad}\"k\": \"uvwxyz\", \"n\": 1{pad}}}").into_bytes();
+    let msg = &msg[..];
+    let whole = search(&m, msg);
+    let ids: Vec<&str> = whole.iter().map(|k| k.identifier.as_str()).collect();
+    assert_eq!(ids, ["custom:a_short", "custom:b_long"], "{whole:?}");
+    for split in 0..=msg.len() {
+        let sizes = [split, msg.len() - split];
+        assert_eq!(search_chunked(&m, msg, &sizes), whole, "{split}");
+    }
+}
+
+#[test]
 fn offsets_span_the_value_in_the_whole_message() {
     let m = example();
     let msg = b"xx {\"imei\":\"490154203237518\"} yy";
