@@ -17,10 +17,6 @@ pub(crate) struct ByteTrie {
     next: Vec<u32>,
     /// Per node: the values of the entry ending there (`u32::MAX`: none).
     values: Vec<[u32; 2]>,
-    /// Per node: bit `slot` set when an entry ends there with a value in
-    /// `slot`. A byte per node keeps the walks' one question per step (does
-    /// an entry end here?) out of the larger `values`.
-    ends: Vec<u8>,
 }
 
 /// The value slot of an alias naming its kind as a key suffix (`keys`),
@@ -55,7 +51,6 @@ impl ByteTrie {
             symbols,
             next: vec![0; symbols],
             values: vec![[u32::MAX; 2]],
-            ends: Vec::new(),
         };
         for (bytes, slot, value) in entries {
             let mut node = 0;
@@ -70,9 +65,6 @@ impl ByteTrie {
             }
             trie.values[node][slot] = value;
         }
-        trie.ends = (trie.values.iter())
-            .map(|v| u8::from(v[SUFFIX] != u32::MAX) | u8::from(v[EXACT] != u32::MAX) << EXACT)
-            .collect();
         trie
     }
 
@@ -92,7 +84,7 @@ impl ByteTrie {
 
     /// Whether an entry ends at `node` with a value in `slot`.
     pub(crate) fn ends_in(&self, node: usize, slot: usize) -> bool {
-        self.ends[node] >> slot & 1 != 0
+        self.values[node][slot] != u32::MAX
     }
 
     /// True if `bytes` is an entry (with a value in slot 0).
@@ -125,7 +117,7 @@ impl ByteTrie {
             if node == 0 {
                 return true;
             }
-            if self.ends[node] != 0 {
+            if self.values[node] != [u32::MAX; 2] {
                 return false;
             }
         }

@@ -10,6 +10,8 @@ use aho_corasick::dfa::DFA;
 use aho_corasick::{Anchored, MatchKind, StartKind};
 use std::ops::Range;
 
+use crate::detect::recent::append_keeping_last;
+
 /// An occurrence of form `pattern` ending at absolute offset `end`.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Hit {
@@ -194,16 +196,9 @@ impl Cursor {
     /// start not searched yet.
     pub(super) fn advance(&mut self, chunk: &[u8]) {
         let keep = self.done.saturating_sub(1);
-        if keep >= self.offset {
-            self.held.clear();
-            self.held
-                .extend_from_slice(&chunk[(keep - self.offset) as usize..]);
-        } else {
-            // `done` moves less than the chunk, which is then shorter than
-            // `max_len`: the held bytes stay bounded.
-            self.held.drain(..(keep - self.keep) as usize);
-            self.held.extend_from_slice(chunk);
-        }
+        let end = self.offset + chunk.len() as u64;
+        // At most `max_len` bytes: `done` is at least `end + 1 - max_len`.
+        append_keeping_last(&mut self.held, chunk, (end - keep) as usize);
         self.keep = keep;
         self.offset += chunk.len() as u64;
     }
