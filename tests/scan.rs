@@ -184,8 +184,10 @@ fn chromium_capture_finds_the_planted_identifiers() {
 }
 
 #[test]
-fn a_queue_of_one_byte_slows_the_scan_but_loses_nothing() {
-    // Every flow then waits for the evidence writers to empty the queue.
+fn a_queue_of_one_byte_loses_nothing() {
+    // A flow may then join the queue only when it is empty. (Whether the
+    // reader did wait depends on the writers' pace, so it is not asserted;
+    // `scan` parsing the option is tested in src/cli.rs.)
     let har = fixture("chromium-capture.har");
     let tight = run_scan(&har, |o| o.queue_limit = 1);
     let roomy = run_scan(&har, |_| {});
