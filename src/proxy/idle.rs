@@ -121,17 +121,26 @@ impl<T> IdleIo<T> {
     }
 
     /// Turns a pending inner poll into a timeout error once idle too long,
-    /// and records progress otherwise.
+    /// and records progress when `moved` says bytes went through.
+    ///
+    /// A flush that returns at once, or a zero-length write, moved nothing:
+    /// counting it as progress would let hyper's connection task, which
+    /// flushes on every wake-up, push the deadline forward each time the
+    /// timer wakes it, so a silent peer would never time out.
     fn settle<R>(
         &mut self,
         cx: &mut Context<'_>,
         polled: Poll<io::Result<R>>,
+        moved: impl FnOnce(&R) -> bool,
     ) -> Poll<io::Result<R>> {
         match polled {
-            Poll::Ready(result) => {
-                self.last_progress = Instant::now();
-                Poll::Ready(result)
+            Poll::Ready(Ok(value)) => {
+                if moved(&value) {
+                    self.last_progress = Instant::now();
+                }
+                Poll::Ready(Ok(value))
             }
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
             Poll::Pending if self.idle_expired(cx) => Poll::Ready(Err(self.timed_out())),
             Poll::Pending => Poll::Pending,
         }
@@ -145,8 +154,9 @@ impl<T: Read + Unpin> Read for IdleIo<T> {
         buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        // A ready read is data or the end of the stream: either is news.
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        this.settle(cx, polled)
+        this.settle(cx, polled, |()| true)
     }
 }
 
@@ -158,13 +168,13 @@ impl<T: Write + Unpin> Write for IdleIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.settle(cx, polled)
+        this.settle(cx, polled, |&n| n > 0)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_flush(cx);
-        this.settle(cx, polled)
+        this.settle(cx, polled, |()| false)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -182,7 +192,7 @@ impl<T: Write + Unpin> Write for IdleIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        this.settle(cx, polled)
+        this.settle(cx, polled, |&n| n > 0)
     }
 }
 
@@ -242,5 +252,23 @@ mod tests {
             .expect_err("silence after the data");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert_eq!(started.elapsed(), Duration::from_secs(17));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flush_with_nothing_to_send_is_not_progress() {
+        // hyper's connection task reads, then flushes, on every wake-up. If
+        // the flush counted, the deadline would move with each wake-up.
+        let (ours, _theirs) = tokio::io::duplex(64);
+        let mut io = IdleIo::new(TokioIo::new(ours), Duration::from_secs(5));
+        let started = Instant::now();
+        tokio::time::advance(Duration::from_secs(3)).await;
+        poll_fn(|cx| Pin::new(&mut io).poll_flush(cx))
+            .await
+            .expect("an empty flush succeeds at once");
+        let err = read_some(&mut io)
+            .await
+            .expect_err("a silent peer must time out");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
     }
 }
