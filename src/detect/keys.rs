@@ -322,7 +322,7 @@ mod values;
 
 pub use normalize::{Aliases, key_tokens, normalize_key};
 pub(crate) use normalize::{KeyMap, KeySet, NormalizedKey, key_suffixes};
-pub(crate) use trie::{ByteTrie, EXACT, SUFFIX};
+pub(crate) use trie::{ByteTrie, EXACT, FOLD_OTHER, FOLD_SKIP, SUFFIX};
 pub use values::url_decode;
 
 #[cfg(test)]

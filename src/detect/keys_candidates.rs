@@ -16,7 +16,7 @@
 //! URL-encoded form keys) it lets the candidate through, and the regex and
 //! [`RuleSet::kind_for_key`] decide as before.
 
-use super::{ByteTrie, EXACT, SUFFIX};
+use super::{ByteTrie, EXACT, FOLD_OTHER, FOLD_SKIP, SUFFIX};
 use crate::detect::rules::RuleSet;
 
 /// Longest key the introducer regex accepts, in bytes, plus the `\` of an
@@ -182,11 +182,11 @@ impl KeyCandidates {
             if KEY_BYTE[usize::from(b)] & syntax == 0 {
                 return false;
             }
-            if b.is_ascii() {
-                if !b.is_ascii_alphanumeric() {
-                    continue;
-                }
-                node = self.step(node, b.to_ascii_lowercase());
+            let symbol = self.trie.fold(b);
+            if symbol == FOLD_SKIP {
+                continue;
+            } else if symbol != FOLD_OTHER {
+                node = self.trie.step_folded(node, symbol);
             } else {
                 // A non-ASCII character: only uncased letters and digits
                 // (CJK) are followed through the trie. Bytes that are not

@@ -17,7 +17,17 @@ pub(crate) struct ByteTrie {
     next: Vec<u32>,
     /// Per node: the values of the entry ending there (`u32::MAX`: none).
     values: Vec<[u32; 2]>,
+    /// Per byte, what a walk over a key's letters and digits does with it
+    /// (see [`ByteTrie::fold`]): the walks classify, lowercase and look up
+    /// every byte, and one table read does all three.
+    folded: Box<[u16; 256]>,
 }
+
+/// [`ByteTrie::fold`] of a byte that is ASCII but not a letter or digit,
+/// which normalisation drops.
+pub(crate) const FOLD_SKIP: u16 = 0x100;
+/// [`ByteTrie::fold`] of a byte that is not ASCII.
+pub(crate) const FOLD_OTHER: u16 = 0x101;
 
 /// The value slot of an alias naming its kind as a key suffix (`keys`),
 /// and as the whole key only (`exact_keys`).
@@ -46,11 +56,20 @@ impl ByteTrie {
                 }
             }
         }
+        let folded = Box::new(std::array::from_fn(|b| {
+            let b = b as u8;
+            match b {
+                _ if !b.is_ascii() => FOLD_OTHER,
+                _ if !b.is_ascii_alphanumeric() => FOLD_SKIP,
+                _ => u16::from(symbol[usize::from(b.to_ascii_lowercase())]),
+            }
+        }));
         let mut trie = ByteTrie {
             symbol,
             symbols,
             next: vec![0; symbols],
             values: vec![[u32::MAX; 2]],
+            folded,
         };
         for (bytes, slot, value) in entries {
             let mut node = 0;
@@ -74,6 +93,21 @@ impl ByteTrie {
             0 => 0,
             s => self.next[node * self.symbols + usize::from(s)] as usize,
         }
+    }
+
+    /// What a walk over a key's letters and digits, lowercased, does with
+    /// byte `b`: [`FOLD_SKIP`], [`FOLD_OTHER`], or the symbol of its
+    /// lowercase form to hand to [`ByteTrie::step_folded`] (0 when no
+    /// entry holds it).
+    pub(crate) fn fold(&self, b: u8) -> u16 {
+        self.folded[usize::from(b)]
+    }
+
+    /// The child of `node` on a byte whose [`ByteTrie::fold`] is `symbol`
+    /// (neither [`FOLD_SKIP`] nor [`FOLD_OTHER`]); 0 when no entry
+    /// continues so. No entry's child hangs off symbol 0.
+    pub(crate) fn step_folded(&self, node: usize, symbol: u16) -> usize {
+        self.next[node * self.symbols + usize::from(symbol)] as usize
     }
 
     /// The value in `slot` of the entry ending at `node`.
@@ -107,13 +141,11 @@ impl ByteTrie {
     pub(crate) fn ends_no_entry(&self, key: &[u8]) -> bool {
         let mut node = 0;
         for &b in key.iter().rev() {
-            if !b.is_ascii() {
-                return false;
-            }
-            if !b.is_ascii_alphanumeric() {
-                continue;
-            }
-            node = self.step(node, b.to_ascii_lowercase());
+            node = match self.fold(b) {
+                FOLD_OTHER => return false,
+                FOLD_SKIP => continue,
+                symbol => self.step_folded(node, symbol),
+            };
             if node == 0 {
                 return true;
             }
