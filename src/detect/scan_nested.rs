@@ -179,6 +179,26 @@ impl<'d> MessageScan<'d> {
 impl Region {
     /// A region whose last escape ends at `escape_end`; a token longer than
     /// `max_token` after it is cut.
+    /// How many of `bytes` (the first at message offset `pos`) the region
+    /// takes as they are, without closing: up to the first `%`, the last
+    /// byte under the cap, or the first delimiter from `close_after` on.
+    /// Copied at once, not byte by byte as what follows them must be.
+    fn plain_run(&self, bytes: &[u8], pos: u64) -> usize {
+        let room = |until: u64| usize::try_from(until.saturating_sub(pos)).unwrap_or(usize::MAX);
+        let n = bytes.len().min(room(self.cap.saturating_sub(1)));
+        let open = n.min(room(self.close_after));
+        match memchr::memchr(b'%', &bytes[..open]) {
+            Some(k) => k,
+            None => {
+                let rest = &bytes[open..n];
+                open + rest
+                    .iter()
+                    .position(|&b| b == b'%' || is_delimiter(b))
+                    .unwrap_or(rest.len())
+            }
+        }
+    }
+
     fn after(escape_end: u64, max_token: u64) -> Region {
         Region {
             close_after: escape_end + AFTER as u64,
@@ -219,6 +239,12 @@ impl PercentRegions<'_> {
                 out.push(b);
                 i += 3;
                 region = Region::after(base + i as u64, max_token);
+                continue;
+            }
+            let plain = region.plain_run(&work[i..decided], base + i as u64);
+            if plain > 0 {
+                out.extend_from_slice(&work[i..i + plain]);
+                i += plain;
                 continue;
             }
             let pos = base + i as u64;
@@ -508,3 +534,33 @@ pub fn sniff_container(payload: &[u8]) -> Option<&'static str> {
 
 #[path = "scan_base64_runs.rs"]
 mod runs;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The bytes a region takes at once are those the byte-by-byte
+        /// loop would take without deciding anything: no `%`, no
+        /// delimiter from `close_after` on, and not the byte at the cap.
+        #[test]
+        fn a_plain_run_stops_where_the_byte_loop_must_decide(
+            bytes in proptest::collection::vec(
+                prop_oneof![Just(b'%'), Just(b'&'), Just(b' '), Just(b'a'), Just(b'7')],
+                0..40,
+            ),
+            pos in 0u64..50,
+            close_after in 0u64..60,
+            extra in 0u64..60,
+        ) {
+            let region = Region { close_after, cap: close_after + extra };
+            let decides = |k: usize| {
+                let (b, at) = (bytes[k], pos + k as u64);
+                b == b'%' || at >= close_after && is_delimiter(b) || at + 1 >= region.cap
+            };
+            let expected = (0..bytes.len()).find(|&k| decides(k)).unwrap_or(bytes.len());
+            prop_assert_eq!(region.plain_run(&bytes, pos), expected);
+        }
+    }
+}
