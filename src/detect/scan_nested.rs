@@ -177,11 +177,9 @@ impl<'d> MessageScan<'d> {
 }
 
 impl Region {
-    /// A region whose last escape ends at `escape_end`; a token longer than
-    /// `max_token` after it is cut.
     /// How many of `bytes` (the first at message offset `pos`) the region
-    /// takes as they are, without closing: up to the first `%`, the last
-    /// byte under the cap, or the first delimiter from `close_after` on.
+    /// takes as they are, without closing: up to the first `%`, the byte
+    /// that reaches the cap, or the first delimiter from `close_after` on.
     /// Copied at once, not byte by byte as what follows them must be.
     fn plain_run(&self, bytes: &[u8], pos: u64) -> usize {
         let room = |until: u64| usize::try_from(until.saturating_sub(pos)).unwrap_or(usize::MAX);
@@ -199,6 +197,8 @@ impl Region {
         }
     }
 
+    /// A region whose last escape ends at `escape_end`; a token longer than
+    /// `max_token` after it is cut.
     fn after(escape_end: u64, max_token: u64) -> Region {
         Region {
             close_after: escape_end + AFTER as u64,
