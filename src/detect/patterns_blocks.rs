@@ -122,6 +122,12 @@ impl BlockFilter {
             f.every_position = true;
             return f;
         }
+        // In the order the AVX2 lanes take the groups (see
+        // `lanes::GroupLanes::new`), so that each four groups' alphabets
+        // get four neighbouring slots, which a quad loads as one vector.
+        members.sort_by_key(|(_, rs)| {
+            std::cmp::Reverse(common_required(rs).map(|(_, within)| within.min(HALF - 1) + 1))
+        });
         // Slots go to what the filter cannot do without first: alphabets,
         // then the groups' required sets, then sets the byte before a match
         // must avoid (often one of those, a subset of it), then the other

@@ -44,6 +44,9 @@ const LONGER: [Lanes; 6] = {
 struct Quad {
     /// The alphabet's slot; `live` is all ones in lanes that hold a group.
     alphabet: Lanes,
+    /// The first of four neighbouring slots holding the lanes' alphabets
+    /// in order, if they are: one load then picks all four.
+    alphabets_from: Option<usize>,
     live: Lanes,
     /// The refused set's slot, and all ones where the group has one.
     refused: Lanes,
@@ -127,6 +130,9 @@ impl Quad {
         let have = |g: &Group| 1 << offsets(g).ilog2();
         Quad {
             alphabet: lane(&|g| g.alphabet as u64),
+            alphabets_from: groups.first().map(|g| g.alphabet).filter(|&first| {
+                first + LANES <= SLOTS && groups.iter().zip(first..).all(|(g, s)| g.alphabet == s)
+            }),
             live: lane(&|_| u64::MAX),
             refused: lane(&|g| refused(g.refused_before).map_or(0, |s| s as u64)),
             has_refused: lane(&|g| all(refused(g.refused_before).is_some())),
@@ -158,7 +164,11 @@ impl Quad {
         // gathers made the pattern detector ~5% slower. Slots are below
         // `SLOTS`; the mask says so to the compiler.
         let pick = |slots: &Lanes| -> Lanes { slots.map(|s| maps[s as usize & (SLOTS - 1)]) };
-        let a = _mm256_and_si256(load(&pick(&self.alphabet)), load(&self.live));
+        let alphabets = match self.alphabets_from {
+            Some(first) => load(maps[first..first + LANES].try_into().expect("four slots")),
+            None => load(&pick(&self.alphabet)),
+        };
+        let a = _mm256_and_si256(alphabets, load(&self.live));
         let r = load(&pick(&self.refused));
         // A position is refused when the byte before it is in the set: the
         // map moved on by one, with the byte before the window at bit 0.
