@@ -122,9 +122,11 @@ impl BlockFilter {
             f.every_position = true;
             return f;
         }
-        // In the order the AVX2 lanes take the groups (see
-        // `lanes::GroupLanes::new`), so that each four groups' alphabets
-        // get four neighbouring slots, which a quad loads as one vector.
+        // Groups with a required set first, widest reach first: the AVX2
+        // lanes take the groups four at a time in this order, so quads
+        // without one skip the reach steps altogether. Alphabets get their
+        // slots in the same order, so each quad's four are neighbours,
+        // loaded as one vector.
         members.sort_by_key(|(_, rs)| {
             std::cmp::Reverse(common_required(rs).map(|(_, within)| within.min(HALF - 1) + 1))
         });

@@ -42,11 +42,9 @@ const LONGER: [Lanes; 6] = {
 
 /// What four groups need, lane by lane; see [`Group`] and [`super::Reach`].
 struct Quad {
-    /// The alphabet's slot; `live` is all ones in lanes that hold a group.
-    alphabet: Lanes,
-    /// The first of four neighbouring slots holding the lanes' alphabets
-    /// in order, if they are: one load then picks all four.
-    alphabets_from: Option<usize>,
+    /// The slot of the first lane's alphabet; the others follow it.
+    /// `live` is all ones in lanes that hold a group.
+    alphabets_from: usize,
     live: Lanes,
     /// The refused set's slot, and all ones where the group has one.
     refused: Lanes,
@@ -76,16 +74,19 @@ pub(super) struct GroupLanes {
 }
 
 impl GroupLanes {
-    /// The lanes for `groups`; `refused` maps a group's
-    /// `refused_before` to its slot (`None` for none). Groups with a
-    /// required set come first, widest reach first, so that quads
-    /// without one skip the reach steps altogether.
+    /// The lanes for `groups`, four to a quad in their order; `refused`
+    /// maps a group's `refused_before` to its slot (`None` for none).
+    /// Group `i`'s alphabet must be in slot `i`, as [`super::BlockFilter`]
+    /// places them, so that each quad loads its four at once.
     pub fn new(groups: &[Group], refused: impl Fn(usize) -> Option<usize>) -> GroupLanes {
-        let mut order: Vec<&Group> = groups.iter().collect();
-        order.sort_by_key(|g| std::cmp::Reverse(g.required.as_ref().map(|r| r.within + 1)));
-        let quads = order
+        assert!(
+            groups.iter().enumerate().all(|(i, g)| g.alphabet == i) && groups.len() <= SLOTS,
+            "the groups' alphabets take the first slots, in order"
+        );
+        let quads = groups
             .chunks(LANES)
-            .map(|chunk| Quad::new(chunk, &refused))
+            .enumerate()
+            .map(|(q, chunk)| Quad::new(q * LANES, chunk, &refused))
             .collect();
         GroupLanes { quads }
     }
@@ -115,9 +116,9 @@ impl GroupLanes {
 }
 
 impl Quad {
-    fn new(groups: &[&Group], refused: &impl Fn(usize) -> Option<usize>) -> Quad {
+    fn new(first: usize, groups: &[Group], refused: &impl Fn(usize) -> Option<usize>) -> Quad {
         let lane = |f: &dyn Fn(&Group) -> u64| -> Lanes {
-            std::array::from_fn(|i| groups.get(i).map_or(0, |g| f(g)))
+            std::array::from_fn(|i| groups.get(i).map_or(0, f))
         };
         let all = |on: bool| if on { u64::MAX } else { 0 };
         let shifts = |f: &dyn Fn(&Group) -> RunShifts| -> [Lanes; 6] {
@@ -129,10 +130,7 @@ impl Quad {
             std::array::from_fn(|k| lane(&|g| if 2 << k <= offsets(g) { 1 << k } else { 0 }));
         let have = |g: &Group| 1 << offsets(g).ilog2();
         Quad {
-            alphabet: lane(&|g| g.alphabet as u64),
-            alphabets_from: groups.first().map(|g| g.alphabet).filter(|&first| {
-                first + LANES <= SLOTS && groups.iter().zip(first..).all(|(g, s)| g.alphabet == s)
-            }),
+            alphabets_from: first,
             live: lane(&|_| u64::MAX),
             refused: lane(&|g| refused(g.refused_before).map_or(0, |s| s as u64)),
             has_refused: lane(&|g| all(refused(g.refused_before).is_some())),
@@ -164,11 +162,14 @@ impl Quad {
         // gathers made the pattern detector ~5% slower. Slots are below
         // `SLOTS`; the mask says so to the compiler.
         let pick = |slots: &Lanes| -> Lanes { slots.map(|s| maps[s as usize & (SLOTS - 1)]) };
-        let alphabets = match self.alphabets_from {
-            Some(first) => load(maps[first..first + LANES].try_into().expect("four slots")),
-            None => load(&pick(&self.alphabet)),
-        };
-        let a = _mm256_and_si256(alphabets, load(&self.live));
+        // A quad starts at a multiple of four below `SLOTS`: its four
+        // slots are there (the last quad's spare lanes are not live).
+        let from = self.alphabets_from & (SLOTS - LANES);
+        let alphabets = &maps[from..from + LANES];
+        let a = _mm256_and_si256(
+            load(alphabets.try_into().expect("four slots")),
+            load(&self.live),
+        );
         let r = load(&pick(&self.refused));
         // A position is refused when the byte before it is in the set: the
         // map moved on by one, with the byte before the window at bit 0.
