@@ -182,31 +182,31 @@ impl KeyCandidates {
             if KEY_BYTE[usize::from(b)] & syntax == 0 {
                 return false;
             }
-            let symbol = self.trie.fold(b);
-            if symbol == FOLD_SKIP {
-                continue;
-            } else if symbol != FOLD_OTHER {
-                node = self.trie.step_folded(node, symbol);
-            } else {
-                // A non-ASCII character: only uncased letters and digits
-                // (CJK) are followed through the trie. Bytes that are not
-                // valid UTF-8 read as U+FFFD, which separates tokens.
-                let Some((first, ch)) = char_ending_at(buf, lo, i) else {
-                    continue;
-                };
-                i = first;
-                if !ch.is_alphanumeric() {
-                    continue;
-                }
-                if ch.is_uppercase() || !ch.to_lowercase().eq([ch]) {
-                    return true;
-                }
-                for b in ch.encode_utf8(&mut [0; 4]).bytes().rev() {
-                    node = self.step(node, b);
-                    if node == 0 {
-                        break;
+            match self.trie.fold(b) {
+                FOLD_SKIP => continue,
+                FOLD_OTHER => {
+                    // A non-ASCII character: only uncased letters and
+                    // digits (CJK) are followed through the trie. Bytes that
+                    // are not valid UTF-8 read as U+FFFD, which separates
+                    // tokens.
+                    let Some((first, ch)) = char_ending_at(buf, lo, i) else {
+                        continue;
+                    };
+                    i = first;
+                    if !ch.is_alphanumeric() {
+                        continue;
+                    }
+                    if ch.is_uppercase() || !ch.to_lowercase().eq([ch]) {
+                        return true;
+                    }
+                    for b in ch.encode_utf8(&mut [0; 4]).bytes().rev() {
+                        node = self.step(node, b);
+                        if node == 0 {
+                            break;
+                        }
                     }
                 }
+                symbol => node = self.trie.step_folded(node, symbol),
             }
             if node == 0 {
                 return false;

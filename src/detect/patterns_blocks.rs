@@ -127,9 +127,7 @@ impl BlockFilter {
         // without one skip the reach steps altogether. Alphabets get their
         // slots in the same order, so each quad's four are neighbours,
         // loaded as one vector.
-        members.sort_by_key(|(_, rs)| {
-            std::cmp::Reverse(common_required(rs).map(|(_, within)| within.min(HALF - 1) + 1))
-        });
+        members.sort_by_key(|(_, rs)| std::cmp::Reverse(common_required(rs).map(|(_, w)| w)));
         // Slots go to what the filter cannot do without first: alphabets,
         // then the groups' required sets, then sets the byte before a match
         // must avoid (often one of those, a subset of it), then the other

@@ -26,17 +26,9 @@ use super::{ByteClass, MAX_MATCH_LEN, escaped_before};
 
 /// What the pre-pass knows about one rule.
 struct FastRule {
-    /// Index of its alphabet in `Prepass::alphabets`.
-    alphabet: usize,
-    min_len: usize,
-    /// Longest match that counts (`MAX_MATCH_LEN` at most).
-    max_len: usize,
     /// Bytes the anchored regex is given: every byte the rule's longest
     /// match can use (unbounded when the shape has no maximum).
     window: usize,
-    /// The rule's `boundary_after` refuses every byte of its alphabet, so a
-    /// match must end exactly where its alphabet run ends.
-    exact_end: bool,
     /// Index of its required set in `Prepass::required`, and how early it
     /// must occur.
     required: Option<(usize, usize)>,
@@ -69,12 +61,14 @@ pub(super) struct Prepass {
     alphabet_rules: Vec<u64>,
     alphabet_need: Vec<usize>,
     /// The length tests, tabled: per alphabet and run length (as
-    /// [`Runs::len`] holds it), the rules of that alphabet whose length
-    /// test the run passes. One lookup per alphabet settles every rule.
+    /// [`Runs::len`] holds it), the rules of that alphabet whose run is
+    /// long enough, and short enough where the match must end with the
+    /// run (the rule's `boundary_after` refuses its whole alphabet). One
+    /// lookup per alphabet settles every rule.
     fits: Vec<[u64; 256]>,
-    /// Per required set: the rules needing it, and per offset of its first
-    /// byte, those of them whose reach that offset is within.
-    required_rules: Vec<u64>,
+    /// Per required set and offset of its first byte: the rules needing
+    /// the set whose reach that offset is within. Every reach holds offset
+    /// 0, so `within[r][0]` is all the rules needing set `r`.
     within: Vec<[u64; 256]>,
     /// The (alphabet, required set) pairs rules have, with their rules: a
     /// required byte counts only inside its rule's run.
@@ -164,7 +158,6 @@ impl Prepass {
             alphabet_rules: Vec::new(),
             alphabet_need: Vec::new(),
             fits: Vec::new(),
-            required_rules: Vec::new(),
             within: Vec::new(),
             pairs: Vec::new(),
             filter: BlockFilter::new(&[]),
@@ -219,9 +212,6 @@ impl Prepass {
                     }
                 }
             }
-            if required.is_some() {
-                pre.needs_required |= bit;
-            }
             let max_len = shape.max_len.unwrap_or(usize::MAX).min(MAX_MATCH_LEN);
             let exact_end = (0..=255u8).all(|b| !shape.alphabet.contains(b) || after.contains(b));
             let need = if exact_end {
@@ -230,24 +220,34 @@ impl Prepass {
                 shape.min_len.max(required.map_or(0, |(_, w)| w + 1))
             };
             pre.alphabet_rules[alphabet] |= bit;
+            for (len, rules) in pre.fits[alphabet].iter_mut().enumerate() {
+                if len >= shape.min_len && (!exact_end || len <= max_len) {
+                    *rules |= bit;
+                }
+            }
+            if let Some((r, within)) = required {
+                pre.needs_required |= bit;
+                pre.within[r][..=within]
+                    .iter_mut()
+                    .for_each(|rules| *rules |= bit);
+                match pre.pairs.iter_mut().find(|p| (p.0, p.1) == (alphabet, r)) {
+                    Some(pair) => pair.2 |= bit,
+                    None => pre.pairs.push((alphabet, r, bit)),
+                }
+            }
             // Nothing past `MAX_MATCH_LEN` bytes is part of a match that counts.
             let need = need.min(MAX_MATCH_LEN + 1);
             pre.alphabet_need[alphabet] = pre.alphabet_need[alphabet].max(need);
             pre.rules.push(index);
             pre.probes.push(probe);
             pre.fast.push(FastRule {
-                alphabet,
-                min_len: shape.min_len,
-                max_len,
                 // The probe must see the whole of the longest match: cut
                 // short, it could settle for a shorter one that counts
                 // where the real match is too long to count.
                 window: shape.max_len.unwrap_or(usize::MAX),
-                exact_end,
                 required,
             });
         }
-        pre.table_tests();
         pre.filter = BlockFilter::new(&needs);
         pre.alphabet_slot = pre
             .alphabets
@@ -256,36 +256,6 @@ impl Prepass {
             .collect();
         pre.required_slot = pre.required.iter().map(|r| pre.filter.slot_of(r)).collect();
         pre
-    }
-
-    /// Fills `fits`, `required_rules`, `within` and `pairs` from `fast`.
-    fn table_tests(&mut self) {
-        self.fits = vec![[0; 256]; self.alphabets.len()];
-        self.required_rules = vec![0; self.required.len()];
-        self.within = vec![[0; 256]; self.required.len()];
-        for (bit, f) in self.fast.iter().enumerate() {
-            let b = 1u64 << bit;
-            for (len, mask) in self.fits[f.alphabet].iter_mut().enumerate() {
-                if len >= f.min_len && (!f.exact_end || len <= f.max_len) {
-                    *mask |= b;
-                }
-            }
-            let Some((r, within)) = f.required else {
-                continue;
-            };
-            self.required_rules[r] |= b;
-            self.within[r][..=within]
-                .iter_mut()
-                .for_each(|mask| *mask |= b);
-            match self
-                .pairs
-                .iter_mut()
-                .find(|p| (p.0, p.1) == (f.alphabet, r))
-            {
-                Some(pair) => pair.2 |= b,
-                None => self.pairs.push((f.alphabet, r, b)),
-            }
-        }
     }
 
     /// The index of `set` among the alphabets (or required sets), added
@@ -313,6 +283,10 @@ impl Prepass {
         if !required && i == self.alphabet_rules.len() {
             self.alphabet_rules.push(0);
             self.alphabet_need.push(0);
+            self.fits.push([0; 256]);
+        }
+        if required && i == self.within.len() {
+            self.within.push([0; 256]);
         }
         Some(i)
     }
@@ -479,8 +453,8 @@ impl Prepass {
         }
         // A required byte counts only inside its rule's run, which ends
         // inside the window.
-        for (r, &rules) in self.required_rules.iter().enumerate() {
-            if rules & m == 0 {
+        for (r, within) in self.within.iter().enumerate() {
+            if within[0] & m == 0 {
                 continue;
             }
             let Some(slot) = self.required_slot[r] else {
