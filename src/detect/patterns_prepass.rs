@@ -23,6 +23,7 @@ use regex::bytes::Regex as BytesRegex;
 use super::blocks::{BlockFilter, RuleNeeds, Window};
 use super::shape::{ByteSet, shape};
 use super::{ByteClass, MAX_MATCH_LEN, escaped_before};
+use ahead::{Ahead, RequiredFinder};
 
 /// What the pre-pass knows about one rule.
 struct FastRule {
@@ -54,12 +55,17 @@ pub(super) struct Prepass {
     /// 32..64), so rules sharing one are measured once per candidate.
     alphabets: Vec<ByteSet>,
     required: Vec<ByteSet>,
+    /// Per required set, how to look for its bytes ahead of a candidate.
+    required_finders: Vec<RequiredFinder>,
     /// Per byte: the alphabets and required sets holding it.
     class: Box<[u64; 256]>,
-    /// Per alphabet: the rules using it, and how far a run must be
-    /// followed to decide them.
-    alphabet_rules: Vec<u64>,
+    /// Per alphabet: how far a run must be followed to decide its rules.
     alphabet_need: Vec<usize>,
+    /// The sets the rules of a mask use, laid out as in `class`: entry
+    /// `[k][x]` for byte `k` of the mask being `x`. Candidates carry a few
+    /// of the two dozen rules, so their sets are looked up eight rules at
+    /// a time rather than every alphabet asked in turn.
+    sets_by_rule_byte: Vec<[u64; 256]>,
     /// The length tests, tabled: per alphabet and run length (as
     /// [`Runs::len`] holds it), the rules of that alphabet whose run is
     /// long enough, and short enough where the match must end with the
@@ -67,8 +73,7 @@ pub(super) struct Prepass {
     /// lookup per alphabet settles every rule.
     fits: Vec<[u64; 256]>,
     /// Per required set and offset of its first byte: the rules needing
-    /// the set whose reach that offset is within. Every reach holds offset
-    /// 0, so `within[r][0]` is all the rules needing set `r`.
+    /// the set whose reach that offset is within.
     within: Vec<[u64; 256]>,
     /// The (alphabet, required set) pairs rules have, with their rules: a
     /// required byte counts only inside its rule's run.
@@ -102,41 +107,6 @@ struct Checks<K> {
     key_allows: K,
 }
 
-/// Per required set, what the searches for its bytes found so far: none
-/// in `lo[r]..hi[r]`, and one at `hi[r]` if bit `r` of `hit` is set.
-/// Candidates come in order, so each byte is looked at at most once per
-/// set, and only near candidates.
-struct Ahead {
-    lo: [usize; 32],
-    hi: [usize; 32],
-    hit: u32,
-}
-
-impl Ahead {
-    /// True if a byte of set `r` occurs in `buf[p..reach]`.
-    fn occurs(&mut self, class: &[u64; 256], buf: &[u8], r: usize, p: usize, reach: usize) -> bool {
-        if !(self.lo[r] <= p && p <= self.hi[r]) {
-            (self.lo[r], self.hi[r]) = (p, p);
-            self.hit &= !(1 << r);
-        }
-        if self.hit >> r & 1 == 0 && self.hi[r] < reach {
-            let from = self.hi[r];
-            let wanted = 1 << (32 + r);
-            match buf[from..reach]
-                .iter()
-                .position(|b| class[usize::from(*b)] & wanted != 0)
-            {
-                Some(n) => {
-                    self.hi[r] = from + n;
-                    self.hit |= 1 << r;
-                }
-                None => self.hi[r] = reach,
-            }
-        }
-        self.hit >> r & 1 == 1 && self.hi[r] < reach
-    }
-}
-
 impl Prepass {
     /// Takes each rule's (pattern, before, after) in scanner order; rules
     /// the analysis cannot describe (and any past the 64th) are left to
@@ -154,9 +124,10 @@ impl Prepass {
             needs_required: 0,
             alphabets: Vec::new(),
             required: Vec::new(),
+            required_finders: Vec::new(),
             class: Box::new([0; 256]),
-            alphabet_rules: Vec::new(),
             alphabet_need: Vec::new(),
+            sets_by_rule_byte: Vec::new(),
             fits: Vec::new(),
             within: Vec::new(),
             pairs: Vec::new(),
@@ -219,7 +190,8 @@ impl Prepass {
             } else {
                 shape.min_len.max(required.map_or(0, |(_, w)| w + 1))
             };
-            pre.alphabet_rules[alphabet] |= bit;
+            let sets = 1 << alphabet | required.map_or(0, |(r, _)| 1 << (32 + r));
+            pre.add_sets(pre.fast.len(), sets);
             for (len, rules) in pre.fits[alphabet].iter_mut().enumerate() {
                 if len >= shape.min_len && (!exact_end || len <= max_len) {
                     *rules |= bit;
@@ -258,6 +230,29 @@ impl Prepass {
         pre
     }
 
+    /// Notes that rule `i` uses the sets `sets` (laid out as in `class`).
+    fn add_sets(&mut self, i: usize, sets: u64) {
+        let k = i / 8;
+        if k == self.sets_by_rule_byte.len() {
+            self.sets_by_rule_byte.push([0; 256]);
+        }
+        for (x, entry) in self.sets_by_rule_byte[k].iter_mut().enumerate() {
+            if x >> (i % 8) & 1 == 1 {
+                *entry |= sets;
+            }
+        }
+    }
+
+    /// The alphabets (bits 0..32) and required sets (bits 32..64) the
+    /// rules of `m` use.
+    fn sets_of(&self, m: u64) -> u64 {
+        let bytes = m.to_le_bytes();
+        self.sets_by_rule_byte
+            .iter()
+            .zip(bytes)
+            .fold(0, |sets, (table, x)| sets | table[usize::from(x)])
+    }
+
     /// The index of `set` among the alphabets (or required sets), added
     /// if new; `None` when all 32 slots are taken.
     fn intern(&mut self, required: bool, set: ByteSet) -> Option<usize> {
@@ -280,13 +275,13 @@ impl Prepass {
                 self.class[usize::from(b)] |= 1 << shift;
             }
         }
-        if !required && i == self.alphabet_rules.len() {
-            self.alphabet_rules.push(0);
+        if !required && i == self.alphabet_need.len() {
             self.alphabet_need.push(0);
             self.fits.push([0; 256]);
         }
         if required && i == self.within.len() {
             self.within.push([0; 256]);
+            self.required_finders.push(RequiredFinder::new(set));
         }
         Some(i)
     }
@@ -307,11 +302,7 @@ impl Prepass {
         mut on: impl FnMut(usize, u64),
     ) {
         let mut checks = Checks {
-            ahead: Ahead {
-                lo: [0; 32],
-                hi: [0; 32],
-                hit: 0,
-            },
+            ahead: Ahead::new(),
             key_allows,
         };
         let to = to.min(buf.len());
@@ -370,28 +361,34 @@ impl Prepass {
         // read back in wide loads the stores cannot forward to, which cost
         // more than the rest of the checks.
         let mut runs = Runs::NONE;
-        if !window.is_some_and(|w| self.runs_in(w, p, m, &mut runs)) {
+        let mut sets = self.sets_of(m);
+        if !window.is_some_and(|w| self.runs_in(w, p, sets, &mut runs)) {
             if m & self.needs_required != 0 {
                 let far = self.required_too_far(buf, p, m & self.needs_required, &mut checks.ahead);
-                m &= !far;
+                if far != 0 {
+                    m &= !far;
+                    sets = self.sets_of(m);
+                }
             }
-            self.runs(buf, p, m, &mut runs);
+            self.runs(buf, p, sets, &mut runs);
         }
-        let ok = self.fitting(m, &runs);
+        let ok = self.fitting(m, sets, &runs);
         if ok != 0 {
             on(p, ok);
         }
     }
 
-    /// The rules of `m` that `runs` has room for: each rule's alphabet run
+    /// The rules of `m` (using `sets`) that `runs` has room for: each
+    /// rule's alphabet run
     /// is long enough (and, where its match must end with the run, short
     /// enough), and its required byte lies inside the run, within reach.
-    fn fitting(&self, m: u64, runs: &Runs) -> u64 {
+    fn fitting(&self, m: u64, sets: u64, runs: &Runs) -> u64 {
         let mut ok = 0;
-        for (a, &rules) in self.alphabet_rules.iter().enumerate() {
-            if rules & m != 0 {
-                ok |= m & self.fits[a][usize::from(runs.len[a])];
-            }
+        let mut alphabets = sets as u32;
+        while alphabets != 0 {
+            let a = alphabets.trailing_zeros() as usize;
+            alphabets &= alphabets - 1;
+            ok |= m & self.fits[a][usize::from(runs.len[a])];
         }
         if ok & self.needs_required == 0 {
             return ok;
@@ -423,7 +420,7 @@ impl Prepass {
                 continue;
             };
             let reach = (p + within + 1).min(buf.len());
-            if !ahead.occurs(&self.class, buf, r, p, reach) {
+            if !ahead.occurs(&self.required_finders[r], buf, r, p, reach) {
                 far |= 1 << bit;
             }
         }
@@ -431,15 +428,16 @@ impl Prepass {
     }
 
     /// What [`Prepass::runs`] finds, read from the filter's bitmaps into
-    /// `runs`; false (with `runs` partly written) when a run the rules
-    /// need goes on past the window, or a set has no bitmap. Each run is
+    /// `runs` for the alphabets and required sets of `sets`; false (with
+    /// `runs` partly written) when a run the rules need goes on past the
+    /// window, or a set has no bitmap. Each run is
     /// measured as far as its alphabet's rules need, which decides them as
     /// the walk's measure does.
-    fn runs_in(&self, w: &Window, p: usize, m: u64, runs: &mut Runs) -> bool {
-        for (a, rules) in self.alphabet_rules.iter().enumerate() {
-            if rules & m == 0 {
-                continue;
-            }
+    fn runs_in(&self, w: &Window, p: usize, sets: u64, runs: &mut Runs) -> bool {
+        let mut alphabets = sets as u32;
+        while alphabets != 0 {
+            let a = alphabets.trailing_zeros() as usize;
+            alphabets &= alphabets - 1;
             let Some(slot) = self.alphabet_slot[a] else {
                 return false;
             };
@@ -453,10 +451,10 @@ impl Prepass {
         }
         // A required byte counts only inside its rule's run, which ends
         // inside the window.
-        for (r, within) in self.within.iter().enumerate() {
-            if within[0] & m == 0 {
-                continue;
-            }
+        let mut required = (sets >> 32) as u32;
+        while required != 0 {
+            let r = required.trailing_zeros() as usize;
+            required &= required - 1;
             let Some(slot) = self.required_slot[r] else {
                 return false;
             };
@@ -466,17 +464,17 @@ impl Prepass {
         true
     }
 
-    /// Follows, in one walk from `p`, the alphabet runs the rules in `m`
-    /// need, noting where each required set first occurs, into `runs`.
-    fn runs(&self, buf: &[u8], p: usize, m: u64, runs: &mut Runs) {
+    /// Follows, in one walk from `p`, the alphabet runs of `sets` (as
+    /// [`Prepass::sets_of`] gives them), noting where each required set
+    /// first occurs, into `runs`.
+    fn runs(&self, buf: &[u8], p: usize, sets: u64, runs: &mut Runs) {
         *runs = Runs::NONE;
-        let mut alive = 0u64;
+        let mut alive = sets & u64::from(u32::MAX);
         let mut cap = 0;
-        for (a, rules) in self.alphabet_rules.iter().enumerate() {
-            if rules & m != 0 {
-                alive |= 1 << a;
-                cap = cap.max(self.alphabet_need[a]);
-            }
+        let mut rest = alive;
+        while rest != 0 {
+            cap = cap.max(self.alphabet_need[rest.trailing_zeros() as usize]);
+            rest &= rest - 1;
         }
         let hi = p.saturating_add(cap).min(buf.len());
         let mut seen = 0u64;
@@ -523,3 +521,6 @@ const EARLY: usize = 6;
 fn offset(n: usize) -> u8 {
     u8::try_from(n).unwrap_or(u8::MAX - 1)
 }
+
+#[path = "patterns_ahead.rs"]
+mod ahead;
