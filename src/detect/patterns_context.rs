@@ -131,15 +131,60 @@ pub(super) struct KeyVerdict {
 /// Keys the pre-pass has judged in one stream, by their bytes. Traffic
 /// repeats a few dozen keys (an analytics batch's every record has the same
 /// ones), and judging a key means decoding, normalising and looking it up.
-/// At most [`KEY_VERDICTS`] entries: when full, it starts over.
+///
+/// A table of [`KEY_VERDICTS`] slots, a key's slot chosen by its length
+/// and end words ([`KeyWords`]); a key judged into a taken slot replaces
+/// the one there. Candidates ask about ~100,000 keys per 4 MiB of text, so
+/// a lookup is a few word compares, not a hash of the bytes and a call to
+/// compare them.
 #[derive(Default)]
 pub(super) struct KeyVerdicts {
-    known: foldhash::HashMap<Box<[u8]>, KeyVerdict>,
+    /// Empty until the first key is judged (streams hand sets on, and most
+    /// never judge one); then `KEY_VERDICTS` slots.
+    slots: Vec<Option<(KeyWords, KeyVerdict)>>,
 }
 
-/// Keys a [`KeyVerdicts`] holds at most (each at most `MAX_KEY_LEN`
-/// bytes; nearest_key returns none longer).
+/// Slots of a [`KeyVerdicts`] (each key at most `MAX_KEY_LEN` bytes;
+/// nearest_key returns none longer).
 pub(super) const KEY_VERDICTS: usize = 256;
+
+/// A key's bytes in the form a [`KeyVerdicts`] compares: its length and
+/// two words that hold its ends, which together are the whole of a key of
+/// up to 16 bytes; a longer key's other bytes are kept on the side.
+#[derive(Clone)]
+struct KeyWords {
+    len: usize,
+    ends: [u64; 2],
+    middle: Box<[u8]>,
+}
+
+impl KeyWords {
+    /// The end words of `key`: its first and last eight bytes (the same
+    /// bytes twice when shorter than 16), its first and last four when
+    /// shorter than 8, or its bytes in one word when shorter than 4.
+    fn ends(key: &[u8]) -> [u64; 2] {
+        let n = key.len();
+        let word = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("eight bytes"));
+        let half = |b: &[u8]| u64::from(u32::from_le_bytes(b.try_into().expect("four bytes")));
+        match n {
+            8.. => [word(&key[..8]), word(&key[n - 8..])],
+            4.. => [half(&key[..4]), half(&key[n - 4..])],
+            _ => [key.iter().fold(0, |w, &b| w << 8 | u64::from(b)), 0],
+        }
+    }
+
+    /// The bytes of `key` its end words leave out.
+    fn middle(key: &[u8]) -> &[u8] {
+        key.get(8..key.len().saturating_sub(8)).unwrap_or_default()
+    }
+
+    /// True if `key`, whose end words are `ends`, is this key.
+    fn is(&self, key: &[u8], ends: [u64; 2]) -> bool {
+        self.len == key.len()
+            && self.ends == ends
+            && (self.middle.is_empty() || *self.middle == *Self::middle(key))
+    }
+}
 
 /// Verdicts that streams of one scanner hand on to later ones: a message's
 /// base64 payloads and URL-encoded regions get streams of their own, most
@@ -177,18 +222,31 @@ impl VerdictPool {
 impl KeyVerdicts {
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        self.known.len()
+        self.slots.iter().flatten().count()
     }
 
     fn get_or_judge(&mut self, key: &[u8], judge: impl FnOnce(&[u8]) -> KeyVerdict) -> KeyVerdict {
-        if let Some(v) = self.known.get(key) {
+        if self.slots.is_empty() {
+            self.slots.resize(KEY_VERDICTS, None);
+        }
+        let ends = KeyWords::ends(key);
+        let mixed = (ends[0] ^ ends[1].rotate_left(29) ^ key.len() as u64)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // The top bits, which every bit of the words reaches.
+        let i = (mixed >> (64 - KEY_VERDICTS.ilog2())) as usize;
+        let slot = &mut self.slots[i % KEY_VERDICTS];
+        if let Some((known, v)) = slot
+            && known.is(key, ends)
+        {
             return *v;
         }
-        if self.known.len() == KEY_VERDICTS {
-            self.known.clear();
-        }
         let v = judge(key);
-        self.known.insert(key.into(), v);
+        let words = KeyWords {
+            len: key.len(),
+            ends,
+            middle: KeyWords::middle(key).into(),
+        };
+        *slot = Some((words, v));
         v
     }
 }
@@ -456,3 +514,7 @@ fn nearest_key(buf: &[u8], s: usize) -> Option<&[u8]> {
     }
     (i < key_end && s - key_end <= KEY_GAP).then(|| &buf[i..key_end])
 }
+
+#[cfg(test)]
+#[path = "patterns_context_tests.rs"]
+mod tests;

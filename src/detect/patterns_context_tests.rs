@@ -1,0 +1,65 @@
+use proptest::prelude::*;
+
+use super::*;
+
+/// Keys from two bytes, so that different keys often share their ends.
+fn key() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(prop::sample::select(b"ab".to_vec()), 1..=MAX_KEY_LEN)
+}
+
+proptest! {
+    #[test]
+    fn key_words_are_equal_exactly_when_the_keys_are(
+        (a, b) in key().prop_flat_map(|a| {
+            let n = a.len();
+            // Another key, or one a byte away: changed, longer or shorter.
+            let near = (0..n, 0..3usize).prop_map({
+                let a = a.clone();
+                move |(i, how)| {
+                    let mut b = a.clone();
+                    match how {
+                        0 => b[i] ^= 3,
+                        1 => b.insert(i, b'a'),
+                        _ => drop(b.remove(i)),
+                    }
+                    b
+                }
+            });
+            (Just(a), prop_oneof![key(), near])
+        }),
+    ) {
+        let words = KeyWords {
+            len: a.len(),
+            ends: KeyWords::ends(&a),
+            middle: KeyWords::middle(&a).into(),
+        };
+        prop_assert_eq!(words.is(&b, KeyWords::ends(&b)), a == b);
+    }
+
+    #[test]
+    fn a_key_gets_its_own_verdict_judged_once_until_its_slot_is_taken(
+        keys in proptest::collection::vec(key(), 1..40),
+    ) {
+        // Each distinct key's verdict names it by a number of its own, and
+        // judging counts.
+        let ids: std::collections::HashMap<&[u8], u64> =
+            keys.iter().enumerate().map(|(i, k)| (&k[..], i as u64)).collect();
+        let judged = std::cell::Cell::new(0);
+        let mut verdicts = KeyVerdicts::default();
+        let mut ask = |k: &[u8]| {
+            verdicts
+                .get_or_judge(k, |k| {
+                    judged.set(judged.get() + 1);
+                    KeyVerdict { kind: None, deny_context: false, context: ids[k] }
+                })
+                .context
+        };
+        for k in &keys {
+            prop_assert_eq!(ask(k), ids[&k[..]]);
+            // Asked again at once, the key is still in its slot.
+            let before = judged.get();
+            prop_assert_eq!(ask(k), ids[&k[..]]);
+            prop_assert_eq!(judged.get(), before);
+        }
+    }
+}
