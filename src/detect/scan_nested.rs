@@ -511,15 +511,32 @@ static PRINTABLE: [u8; 256] = {
 /// rest of deciding whether a base64 payload is text.
 pub(super) fn has_control(s: &str) -> bool {
     let b = s.as_bytes();
-    // The first byte of every such character: C0 but `\t..=\r`, DEL, and
-    // the lead byte of the C1 block.
-    let leads = |c: u8| c < 0x09 || (0x0e..0x20).contains(&c) || c == 0x7f || c == 0xc2;
-    // Counting (no early exit) lets the compiler compare many bytes at once;
-    // text without a lead byte, the usual case, is decided here.
-    b.iter().filter(|&&c| leads(c)).count() > 0
+    // Text without a lead byte, the usual case, is decided by the first
+    // pass, many bytes at a time.
+    any_lead(b)
         && b.iter().enumerate().any(|(i, &c)| {
             leads(c) && (c != 0xc2 || matches!(b.get(i + 1), Some(0x80..=0x84 | 0x86..=0x9f)))
         })
+}
+
+/// The first byte of every character [`has_control`] looks for: C0 but
+/// `\t..=\r`, DEL, and the lead byte of the C1 block. Comparisons without
+/// short circuits, so that the compiler tests a vector of bytes at once.
+fn leads(c: u8) -> bool {
+    (c < 0x09) | (c.wrapping_sub(0x0e) < 0x20 - 0x0e) | (c == 0x7f) | (c == 0xc2)
+}
+
+/// True if some byte of `b` [`leads`]. Each 32-byte piece is tested whole
+/// before the answer is looked at: an early exit per byte would keep the
+/// compiler from comparing them together (a count did too, in practice).
+fn any_lead(b: &[u8]) -> bool {
+    let mut pieces = b.chunks_exact(32);
+    for piece in &mut pieces {
+        if piece.iter().fold(false, |any, &c| any | leads(c)) {
+            return true;
+        }
+    }
+    pieces.remainder().iter().any(|&c| leads(c))
 }
 
 /// Names the container a payload looks like, for `decoded_from`.
