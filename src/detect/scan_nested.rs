@@ -485,7 +485,7 @@ fn mostly_text(bytes: &[u8]) -> bool {
 /// How many of `bytes` are printable ASCII or whitespace. Counted from a
 /// table: on decoded noise, testing the two classes byte by byte was a
 /// branch the CPU mostly guessed wrong.
-fn printable(bytes: &[u8]) -> usize {
+pub(super) fn printable(bytes: &[u8]) -> usize {
     bytes
         .iter()
         .map(|&b| usize::from(PRINTABLE[usize::from(b)]))

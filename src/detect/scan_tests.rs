@@ -417,4 +417,16 @@ proptest! {
         let by_char = s.chars().any(|c| c.is_control() && !c.is_whitespace());
         prop_assert_eq!(nested::has_control(&s), by_char, "{:?}", s);
     }
+
+    /// Printable bytes are counted as the byte classes define them.
+    #[test]
+    fn printable_bytes_are_counted_by_their_definition(
+        bytes in proptest::collection::vec(any::<u8>(), 0..200),
+    ) {
+        let want = bytes
+            .iter()
+            .filter(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+            .count();
+        prop_assert_eq!(nested::printable(&bytes), want);
+    }
 }
