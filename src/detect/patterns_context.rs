@@ -159,8 +159,8 @@ struct KeyWords {
 }
 
 impl KeyWords {
-    /// The end words of `key`: its first and last eight bytes (the same
-    /// bytes twice when shorter than 16), its first and last four when
+    /// The end words of `key`: its first and last eight bytes (which
+    /// overlap when it is shorter than 16), its first and last four when
     /// shorter than 8, or its bytes in one word when shorter than 4.
     fn ends(key: &[u8]) -> [u64; 2] {
         let n = key.len();

@@ -378,10 +378,10 @@ impl Prepass {
         }
     }
 
-    /// The rules of `m` (using `sets`) that `runs` has room for: each
-    /// rule's alphabet run
-    /// is long enough (and, where its match must end with the run, short
-    /// enough), and its required byte lies inside the run, within reach.
+    /// The rules of `m` (whose sets are `sets`) that `runs` has room for:
+    /// each rule's alphabet run is long enough (and, where its match must
+    /// end with the run, short enough), and its required byte lies inside
+    /// the run, within reach.
     fn fitting(&self, m: u64, sets: u64, runs: &Runs) -> u64 {
         let mut ok = 0;
         let mut alphabets = sets as u32;
@@ -430,9 +430,9 @@ impl Prepass {
     /// What [`Prepass::runs`] finds, read from the filter's bitmaps into
     /// `runs` for the alphabets and required sets of `sets`; false (with
     /// `runs` partly written) when a run the rules need goes on past the
-    /// window, or a set has no bitmap. Each run is
-    /// measured as far as its alphabet's rules need, which decides them as
-    /// the walk's measure does.
+    /// window, or a set has no bitmap. Each run is measured as far as its
+    /// alphabet's rules need, which decides them as the walk's measure
+    /// does.
     fn runs_in(&self, w: &Window, p: usize, sets: u64, runs: &mut Runs) -> bool {
         let mut alphabets = sets as u32;
         while alphabets != 0 {
