@@ -405,10 +405,8 @@ impl PatternStream<'_> {
         // settles them all.
         let key_masks = &scanner.key_masks;
         let key_allows = |p, m| key_masks.allowed_at(rules, scan, verdicts, (buf, p), m);
-        pre.candidates(buf, from, to, key_allows, |p, mut mask| {
-            while mask != 0 {
-                let bit = mask.trailing_zeros() as usize;
-                mask &= mask - 1;
+        pre.candidates(buf, from, to, key_allows, |p, mask| {
+            for bit in prepass::ones(mask) {
                 let i = pre.rules[bit];
                 let sr = &scanner.scan[i];
                 if base + (p as u64) < next[i] {

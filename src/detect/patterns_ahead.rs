@@ -2,7 +2,7 @@
 //! require (the `@` of an e-mail, the `.` of a coordinate), where the
 //! block filter's window cannot show it.
 
-use super::super::shape::ByteSet;
+use super::ByteSet;
 
 /// Per required set, what the searches for its bytes found so far: none
 /// in `lo[r]..hi[r]`, and one at `hi[r]` if bit `r` of `hit` is set.

@@ -37,7 +37,7 @@ proptest! {
     }
 
     #[test]
-    fn a_key_gets_its_own_verdict_judged_once_until_its_slot_is_taken(
+    fn each_key_gets_its_own_verdict_and_is_not_judged_again_at_once(
         keys in proptest::collection::vec(key(), 1..40),
     ) {
         // Each distinct key's verdict names it by a number of its own, and

@@ -384,10 +384,7 @@ impl Prepass {
     /// the run, within reach.
     fn fitting(&self, m: u64, sets: u64, runs: &Runs) -> u64 {
         let mut ok = 0;
-        let mut alphabets = sets as u32;
-        while alphabets != 0 {
-            let a = alphabets.trailing_zeros() as usize;
-            alphabets &= alphabets - 1;
+        for a in ones(sets & ALPHABETS) {
             ok |= m & self.fits[a][usize::from(runs.len[a])];
         }
         if ok & self.needs_required == 0 {
@@ -412,10 +409,7 @@ impl Prepass {
     /// reach after `p`.
     fn required_too_far(&self, buf: &[u8], p: usize, m: u64, ahead: &mut Ahead) -> u64 {
         let mut far = 0;
-        let mut rest = m;
-        while rest != 0 {
-            let bit = rest.trailing_zeros() as usize;
-            rest &= rest - 1;
+        for bit in ones(m) {
             let Some((r, within)) = self.fast[bit].required else {
                 continue;
             };
@@ -434,10 +428,7 @@ impl Prepass {
     /// alphabet's rules need, which decides them as the walk's measure
     /// does.
     fn runs_in(&self, w: &Window, p: usize, sets: u64, runs: &mut Runs) -> bool {
-        let mut alphabets = sets as u32;
-        while alphabets != 0 {
-            let a = alphabets.trailing_zeros() as usize;
-            alphabets &= alphabets - 1;
+        for a in ones(sets & ALPHABETS) {
             let Some(slot) = self.alphabet_slot[a] else {
                 return false;
             };
@@ -451,10 +442,7 @@ impl Prepass {
         }
         // A required byte counts only inside its rule's run, which ends
         // inside the window.
-        let mut required = (sets >> 32) as u32;
-        while required != 0 {
-            let r = required.trailing_zeros() as usize;
-            required &= required - 1;
+        for r in ones(sets >> 32) {
             let Some(slot) = self.required_slot[r] else {
                 return false;
             };
@@ -469,38 +457,33 @@ impl Prepass {
     /// first occurs, into `runs`.
     fn runs(&self, buf: &[u8], p: usize, sets: u64, runs: &mut Runs) {
         *runs = Runs::NONE;
-        let mut alive = sets & u64::from(u32::MAX);
-        let mut cap = 0;
-        let mut rest = alive;
-        while rest != 0 {
-            cap = cap.max(self.alphabet_need[rest.trailing_zeros() as usize]);
-            rest &= rest - 1;
-        }
+        let mut alive = sets & ALPHABETS;
+        let cap = ones(alive)
+            .map(|a| self.alphabet_need[a])
+            .max()
+            .unwrap_or(0);
         let hi = p.saturating_add(cap).min(buf.len());
         let mut seen = 0u64;
         let mut q = p;
         while q < hi {
             let c = self.class[usize::from(buf[q])];
-            let mut found = (c >> 32) & !seen;
+            let found = (c >> 32) & !seen;
             seen |= found;
-            while found != 0 {
-                runs.first_required[found.trailing_zeros() as usize] = offset(q - p);
-                found &= found - 1;
+            for r in ones(found) {
+                runs.first_required[r] = offset(q - p);
             }
-            let mut died = alive & !c;
+            let died = alive & !c;
             alive &= c;
-            while died != 0 {
-                runs.len[died.trailing_zeros() as usize] = offset(q - p);
-                died &= died - 1;
+            for a in ones(died) {
+                runs.len[a] = offset(q - p);
             }
             if alive == 0 {
                 return;
             }
             q += 1;
         }
-        while alive != 0 {
-            runs.len[alive.trailing_zeros() as usize] = offset(q - p);
-            alive &= alive - 1;
+        for a in ones(alive) {
+            runs.len[a] = offset(q - p);
         }
     }
 
@@ -511,6 +494,21 @@ impl Prepass {
         let m = self.probes[bit].find(&buf[p..end])?;
         (!m.is_empty() && m.len() <= MAX_MATCH_LEN).then_some(p + m.end())
     }
+}
+
+/// The alphabets' bits of a value laid out as `Prepass::class`.
+const ALPHABETS: u64 = u32::MAX as u64;
+
+/// The indices of the set bits of `x`, lowest first: rules of a mask,
+/// sets of a class.
+pub(super) fn ones(mut x: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        (x != 0).then(|| {
+            let i = x.trailing_zeros() as usize;
+            x &= x - 1;
+            i
+        })
+    })
 }
 
 /// Bytes after a candidate looked up in tables before any walk.

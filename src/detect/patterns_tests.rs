@@ -586,8 +586,8 @@ proptest! {
     }
 }
 
-/// Key verdicts carried from stream to stream, and past the point where a
-/// stream's set starts over, change no finding.
+/// Key verdicts carried from stream to stream, and keys taking each
+/// other's slots in a stream's set, change no finding.
 #[test]
 fn remembered_key_verdicts_change_nothing() {
     let scan = |scanner: &PatternScanner, msg: &str| {
@@ -614,7 +614,7 @@ fn remembered_key_verdicts_change_nothing() {
         want,
         "a second stream, with the first's verdicts"
     );
-    // More distinct keys than a set holds, then the same keys again.
+    // More distinct keys than a set has slots, then the same keys again.
     let many: String = (0..KEY_VERDICTS + 40)
         .map(|i| format!("k{i}=490154203237518&"))
         .collect();
@@ -623,8 +623,8 @@ fn remembered_key_verdicts_change_nothing() {
     assert_eq!(ids.len(), KEY_VERDICTS + 40 + want.len());
     assert_eq!(ids, fresh(&long));
     assert_eq!(scan(&warm, msg), want);
-    // The last stream's set came back to the scanner: it started over
-    // once, and holds what it learnt since.
+    // The last stream's set came back to the scanner, holding verdicts,
+    // never more than its slots.
     let kept = warm.verdicts.take();
     assert!(
         (1..=KEY_VERDICTS).contains(&kept.len()),

@@ -177,10 +177,16 @@ impl<'d> MessageScan<'d> {
 }
 
 impl Region {
+    /// True if the region closes after byte `b` at message offset `pos`:
+    /// a delimiter once `close_after` is reached, or any byte at the cap.
+    fn closes_at(&self, pos: u64, b: u8) -> bool {
+        pos >= self.close_after && is_delimiter(b) || pos + 1 >= self.cap
+    }
+
     /// How many of `bytes` (the first at message offset `pos`) the region
-    /// takes as they are, without closing: up to the first `%`, the byte
-    /// that reaches the cap, or the first delimiter from `close_after` on.
-    /// Copied at once, not byte by byte as what follows them must be.
+    /// takes as they are: those before the first `%` or the first byte it
+    /// [`closes_at`](Region::closes_at). Copied at once, not byte by byte
+    /// as what follows them must be.
     fn plain_run(&self, bytes: &[u8], pos: u64) -> usize {
         let room = |until: u64| usize::try_from(until.saturating_sub(pos)).unwrap_or(usize::MAX);
         let n = bytes.len().min(room(self.cap.saturating_sub(1)));
@@ -250,7 +256,7 @@ impl PercentRegions<'_> {
             let pos = base + i as u64;
             out.push(work[i]);
             i += 1;
-            if pos >= region.close_after && is_delimiter(work[i - 1]) || pos + 1 >= region.cap {
+            if region.closes_at(pos, work[i - 1]) {
                 self.region = None;
                 self.fed_to = pos + 1;
                 return i;
@@ -559,8 +565,8 @@ mod tests {
 
     proptest! {
         /// The bytes a region takes at once are those the byte-by-byte
-        /// loop would take without deciding anything: no `%`, no
-        /// delimiter from `close_after` on, and not the byte at the cap.
+        /// loop would take without deciding anything: no `%`, and none it
+        /// closes at.
         #[test]
         fn a_plain_run_stops_where_the_byte_loop_must_decide(
             bytes in proptest::collection::vec(
@@ -572,10 +578,7 @@ mod tests {
             extra in 0u64..60,
         ) {
             let region = Region { close_after, cap: close_after + extra };
-            let decides = |k: usize| {
-                let (b, at) = (bytes[k], pos + k as u64);
-                b == b'%' || at >= close_after && is_delimiter(b) || at + 1 >= region.cap
-            };
+            let decides = |k: usize| bytes[k] == b'%' || region.closes_at(pos + k as u64, bytes[k]);
             let expected = (0..bytes.len()).find(|&k| decides(k)).unwrap_or(bytes.len());
             prop_assert_eq!(region.plain_run(&bytes, pos), expected);
         }
