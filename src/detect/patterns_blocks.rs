@@ -22,7 +22,10 @@
 //! Each of these is implied by the checks the pre-pass makes anyway, so
 //! the filter only ever removes positions where no rule could report: it is
 //! a sound over-approximation, held to the plain search by the pre-pass's
-//! property test. Where the window is too short to decide (a shortest match
+//! property test. It hands each position out with the rules of the groups
+//! that let it through, and only those: a position an e-mail's group lets
+//! through for its `@` is not also measured for every digit rule its bytes
+//! fit. Where the window is too short to decide (a shortest match
 //! or a required byte more than [`HALF`] bytes on), it keeps the position:
 //! a run that long is rare. A rule set needing more than [`SLOTS`] byte
 //! sets gets no filter: every position is checked.
@@ -33,6 +36,8 @@ use crate::detect::classify::{BLOCK, Classifier, HALF, RunShifts, SLOTS, at_leas
 /// What a rule needs at a position for a match to start there.
 #[derive(Debug)]
 pub(super) struct RuleNeeds {
+    /// The rule's bit in the masks the filter hands out with each position.
+    pub bit: u64,
     pub alphabet: ByteSet,
     pub min_len: usize,
     /// Bytes the rule refuses right before a match.
@@ -44,6 +49,8 @@ pub(super) struct RuleNeeds {
 /// The rules of one alphabet, and what every one of them needs (as slots
 /// of [`BlockFilter::sets`]).
 struct Group {
+    /// The bits of the group's rules ([`RuleNeeds::bit`]).
+    rules: u64,
     alphabet: usize,
     /// [`run_shifts`] for the group's shortest match (at most `HALF + 1`
     /// bytes, which the window can still see).
@@ -137,6 +144,7 @@ impl BlockFilter {
             // Fewer alphabets than slots, and they come first: each has one.
             let alphabet = f.slot(*alphabet).expect("a slot per alphabet");
             f.groups.push(Group {
+                rules: rs.iter().fold(0, |m, r| m | r.bit),
                 alphabet,
                 // A match is never empty, so its first byte is in the alphabet.
                 shortest: run_shifts(shortest.clamp(1, HALF + 1)),
@@ -210,16 +218,19 @@ impl BlockFilter {
         }
     }
 
-    /// Calls `visit(p, window)`, in order, for each position `p` in
-    /// `from..to` where some rule may start a match; `window` holds the
-    /// bitmaps around `p` (none when the filter is off). `from` must be at
-    /// least 1: the byte before each position is read.
+    /// Calls `visit(p, rules, window)`, in order, for each position `p` in
+    /// `from..to` where some rule may start a match: `rules` holds the bits
+    /// ([`RuleNeeds::bit`]) of the rules whose group let `p` through (every
+    /// bit when the filter is off), and `window` the bitmaps around `p`
+    /// (none when the filter is off). A rule left out of `rules` cannot
+    /// start a match at `p`. `from` must be at least 1: the byte before
+    /// each position is read.
     pub fn positions(
         &self,
         buf: &[u8],
         from: usize,
         to: usize,
-        mut visit: impl FnMut(usize, Option<&Window>),
+        mut visit: impl FnMut(usize, u64, Option<&Window>),
     ) {
         let to = to.min(buf.len());
         if from >= to {
@@ -227,7 +238,7 @@ impl BlockFilter {
         }
         debug_assert!(from >= 1);
         if self.every_position {
-            (from..to).for_each(|p| visit(p, None));
+            (from..to).for_each(|p| visit(p, u64::MAX, None));
             return;
         }
         #[cfg(target_arch = "x86_64")]
@@ -238,8 +249,11 @@ impl BlockFilter {
             return;
         }
         let maps = |at| self.classify.maps(buf, at);
-        let candidates = |maps: &_, before, escaped| self.candidates(maps, before, escaped);
-        self.walk(buf, (from, to), maps, candidates, &mut visit);
+        let candidates = |maps: &_, before, escaped, by_group: &mut _| {
+            self.candidates(maps, before, escaped, by_group)
+        };
+        let tests = (candidates, |by_group: &_, off| self.rules_at(by_group, off));
+        self.walk(buf, (from, to), maps, tests, &mut visit);
     }
 
     /// [`BlockFilter::positions`] with AVX2: the classification and the
@@ -253,26 +267,33 @@ impl BlockFilter {
         buf: &[u8],
         from: usize,
         to: usize,
-        visit: &mut impl FnMut(usize, Option<&Window>),
+        visit: &mut impl FnMut(usize, u64, Option<&Window>),
     ) {
         // SAFETY (both): this function runs only where the CPU has AVX2.
         let maps = |at| unsafe { self.classify.maps_avx2(buf, at) };
-        let candidates =
-            |maps: &_, before, escaped| unsafe { lanes.candidates(maps, before, escaped) };
-        self.walk(buf, (from, to), maps, candidates, visit);
+        let candidates = |maps: &_, before, escaped, by_group: &mut _| unsafe {
+            lanes.candidates(maps, before, escaped, by_group)
+        };
+        let rules_at = |by_group: &_, off| unsafe { lanes.rules_at(by_group, off) };
+        self.walk(buf, (from, to), maps, (candidates, rules_at), visit);
     }
 
     /// The loop of [`BlockFilter::positions`] over `from..to`, with the
-    /// block classification `maps` and the groups' test `candidates`.
+    /// block classification `maps`, the groups' test `candidates` and
+    /// `rules_at`, which gives the rules of a candidate's groups.
     #[inline(always)]
     fn walk(
         &self,
         buf: &[u8],
         (from, to): (usize, usize),
         maps: impl Fn(usize) -> [u64; SLOTS],
-        candidates: impl Fn(&[u64; SLOTS], u16, u64) -> u64,
-        visit: &mut impl FnMut(usize, Option<&Window>),
+        (candidates, rules_at): (
+            impl Fn(&[u64; SLOTS], u16, u64, &mut [u64; SLOTS]) -> u64,
+            impl Fn(&[u64; SLOTS], u32) -> u64,
+        ),
+        visit: &mut impl FnMut(usize, u64, Option<&Window>),
     ) {
+        let mut by_group = [0; SLOTS];
         // Positions three bytes after a `%`, where the byte the boundary
         // sees may be an escape's.
         let lo = from.saturating_sub(3);
@@ -304,10 +325,11 @@ impl BlockFilter {
                     },
                 };
                 let before = self.classify.classes(buf[at - 1]);
-                let mut cand = candidates(&window.maps, before, escaped >> half);
+                let mut cand = candidates(&window.maps, before, escaped >> half, &mut by_group);
                 cand &= (1 << HALF.min(to - at)) - 1;
                 while cand != 0 {
-                    visit(at + cand.trailing_zeros() as usize, Some(&window));
+                    let off = cand.trailing_zeros();
+                    visit(at + off as usize, rules_at(&by_group, off), Some(&window));
                     cand &= cand - 1;
                 }
             }
@@ -318,18 +340,39 @@ impl BlockFilter {
 
 impl BlockFilter {
     /// The positions of a window's first half where some group's rule may
-    /// start; `before` holds the classes of the byte before the window
-    /// and `escaped` the positions that follow a `%XX` escape.
-    fn candidates(&self, maps: &[u64; SLOTS], before: u16, escaped: u64) -> u64 {
+    /// start, with each group's own in `by_group`; `before` holds the
+    /// classes of the byte before the window and `escaped` the positions
+    /// that follow a `%XX` escape.
+    fn candidates(
+        &self,
+        maps: &[u64; SLOTS],
+        before: u16,
+        escaped: u64,
+        by_group: &mut [u64; SLOTS],
+    ) -> u64 {
         // Positions whose byte before is not in each refused set.
         let mut allowed = [u64::MAX; ALLOWED];
         for (a, &x) in allowed.iter_mut().zip(&self.refused) {
             let refused = maps[x] << 1 | u64::from(before >> x & 1);
             *a = !refused | escaped;
         }
+        let mut cand = 0;
+        for (g, found) in self.groups.iter().zip(by_group.iter_mut()) {
+            *found = g.candidates(maps, &allowed);
+            cand |= *found;
+        }
+        cand
+    }
+
+    /// The rules of the groups whose candidates (`by_group`) hold bit
+    /// `off`.
+    fn rules_at(&self, by_group: &[u64; SLOTS], off: u32) -> u64 {
         self.groups
             .iter()
-            .fold(0, |cand, g| cand | g.candidates(maps, &allowed))
+            .zip(by_group)
+            .fold(0, |rules, (g, found)| {
+                rules | g.rules & (found >> off & 1).wrapping_neg()
+            })
     }
 }
 

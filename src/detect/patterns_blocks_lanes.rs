@@ -13,10 +13,11 @@
 //! nothing. A property test holds this path to the scalar one.
 
 use std::arch::x86_64::{
-    __m256i, _mm_cvtsi128_si64, _mm_or_si128, _mm_unpackhi_epi64, _mm256_and_si256,
-    _mm256_andnot_si256, _mm256_castsi256_si128, _mm256_extracti128_si256, _mm256_loadu_si256,
-    _mm256_or_si256, _mm256_set1_epi64x, _mm256_setzero_si256, _mm256_slli_epi64,
-    _mm256_srlv_epi64,
+    __m256i, _mm_cvtsi32_si128, _mm_cvtsi128_si64, _mm_or_si128, _mm_unpackhi_epi64,
+    _mm256_and_si256, _mm256_andnot_si256, _mm256_castsi256_pd, _mm256_castsi256_si128,
+    _mm256_extracti128_si256, _mm256_loadu_si256, _mm256_movemask_pd, _mm256_or_si256,
+    _mm256_set1_epi64x, _mm256_setzero_si256, _mm256_sll_epi64, _mm256_slli_epi64,
+    _mm256_srlv_epi64, _mm256_storeu_si256,
 };
 
 use super::{Group, HALF, LONGER_THAN_HALF, RunShifts, SLOTS};
@@ -71,6 +72,9 @@ struct Quad {
 /// The groups of a filter, four to a [`Quad`].
 pub(super) struct GroupLanes {
     quads: Vec<Quad>,
+    /// Per quad, the rules of each set of its lanes (bit `i` for lane `i`),
+    /// so a candidate's rules take one lookup per quad.
+    rules_by_lanes: Vec<[u64; 1 << LANES]>,
 }
 
 impl GroupLanes {
@@ -88,24 +92,69 @@ impl GroupLanes {
             .enumerate()
             .map(|(q, chunk)| Quad::new(q * LANES, chunk, &refused))
             .collect();
-        GroupLanes { quads }
+        let rules_by_lanes = groups
+            .chunks(LANES)
+            .map(|chunk| {
+                std::array::from_fn(|lanes| {
+                    let lane = chunk
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| lanes >> i & 1 == 1);
+                    lane.fold(0, |rules, (_, g)| rules | g.rules)
+                })
+            })
+            .collect();
+        GroupLanes {
+            quads,
+            rules_by_lanes,
+        }
     }
 
-    /// [`Group::candidates`] of every group, ORed; `escaped` holds the
-    /// positions that follow a `%XX` escape and `before` the classes of the
-    /// byte before the window.
+    /// [`super::BlockFilter::rules_at`]: the rules of the groups whose
+    /// candidates (`by_group`, as [`GroupLanes::candidates`] leaves them)
+    /// hold bit `off`.
     ///
     /// # Safety
     ///
     /// The CPU must have AVX2.
     #[target_feature(enable = "avx2")]
     #[inline]
-    pub unsafe fn candidates(&self, maps: &[u64; SLOTS], before: u16, escaped: u64) -> u64 {
+    pub unsafe fn rules_at(&self, by_group: &[u64; SLOTS], off: u32) -> u64 {
+        // Bit `off` of each lane moved to its top, where `movemask` reads it.
+        let up = _mm_cvtsi32_si128(63 - off as i32);
+        let quads = by_group.chunks_exact(LANES).zip(&self.rules_by_lanes);
+        quads.fold(0, |rules, (found, table)| {
+            let top = _mm256_sll_epi64(load(found.try_into().expect("four lanes")), up);
+            let lanes = _mm256_movemask_pd(_mm256_castsi256_pd(top)) as usize;
+            rules | table[lanes & ((1 << LANES) - 1)]
+        })
+    }
+
+    /// [`Group::candidates`] of every group, ORed, and group by group in
+    /// `by_group`; `escaped` holds the positions that follow a `%XX` escape
+    /// and `before` the classes of the byte before the window.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub unsafe fn candidates(
+        &self,
+        maps: &[u64; SLOTS],
+        before: u16,
+        escaped: u64,
+        by_group: &mut [u64; SLOTS],
+    ) -> u64 {
         let before = _mm256_set1_epi64x(i64::from(before));
         let escaped = _mm256_set1_epi64x(escaped as i64);
         let mut found = _mm256_setzero_si256();
-        for q in &self.quads {
-            found = _mm256_or_si256(found, q.candidates(maps, before, escaped));
+        for (q, out) in self.quads.iter().zip(by_group.chunks_exact_mut(LANES)) {
+            let quad = q.candidates(maps, before, escaped);
+            // SAFETY: `out` is four `u64`, 32 writable bytes; `storeu`
+            // needs no alignment.
+            unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), quad) };
+            found = _mm256_or_si256(found, quad);
         }
         let half = _mm_or_si128(
             _mm256_castsi256_si128(found),

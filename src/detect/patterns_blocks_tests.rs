@@ -10,6 +10,7 @@ const DIGITS: &[u8] = b"0123456789";
 
 fn digits_rule(min_len: usize) -> RuleNeeds {
     RuleNeeds {
+        bit: 1,
         alphabet: set(DIGITS),
         min_len,
         refused_before: set(DIGITS),
@@ -18,9 +19,35 @@ fn digits_rule(min_len: usize) -> RuleNeeds {
 }
 
 fn visited(f: &BlockFilter, buf: &[u8], from: usize, to: usize) -> Vec<usize> {
+    with_rules(f, buf, from, to)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect()
+}
+
+/// The positions visited, each with the rules handed out with it.
+fn with_rules(f: &BlockFilter, buf: &[u8], from: usize, to: usize) -> Vec<(usize, u64)> {
     let mut out = Vec::new();
-    f.positions(buf, from, to, |p, _| out.push(p));
+    f.positions(buf, from, to, |p, rules, _| out.push((p, rules)));
     out
+}
+
+#[test]
+fn each_position_comes_with_the_rules_of_the_groups_that_let_it_through() {
+    let digits = digits_rule(4);
+    let letters = RuleNeeds {
+        bit: 2,
+        alphabet: set(b"abcxyz"),
+        min_len: 3,
+        refused_before: set(b"abcxyz"),
+        required: None,
+    };
+    let f = BlockFilter::new(&[digits, letters]);
+    let text = b" 1234 abc 12 xyzab 567890";
+    assert_eq!(
+        with_rules(&f, text, 1, text.len()),
+        vec![(1, 1), (6, 2), (13, 2), (19, 1)]
+    );
 }
 
 #[test]
@@ -39,6 +66,7 @@ fn only_the_starts_of_long_enough_runs_are_visited() {
 #[test]
 fn a_run_after_an_escape_is_visited_though_its_raw_byte_before_is_in_it() {
     let hex = RuleNeeds {
+        bit: 1,
         alphabet: set(b"0123456789abcdefABCDEF"),
         min_len: 16,
         refused_before: set(b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"),
@@ -57,6 +85,7 @@ fn a_run_after_an_escape_is_visited_though_its_raw_byte_before_is_in_it() {
 #[test]
 fn a_required_byte_must_lie_within_the_run_and_its_reach() {
     let email = RuleNeeds {
+        bit: 1,
         alphabet: set(b"abcdefghijklmnopqrstuvwxyz.@"),
         min_len: 6,
         refused_before: ByteSet::default(),
@@ -74,6 +103,7 @@ fn a_required_byte_must_lie_within_the_run_and_its_reach() {
 fn one_letter_rules(n: u8) -> Vec<RuleNeeds> {
     (0..n)
         .map(|k| RuleNeeds {
+            bit: 1 << k,
             alphabet: set(&[b'a' + k]),
             min_len: 3,
             refused_before: set(DIGITS),
@@ -137,6 +167,7 @@ fn rule_needs() -> impl Strategy<Value = RuleNeeds> {
         proptest::option::of((pool_set(), 0usize..80)),
     )
         .prop_map(|(alphabet, min_len, refused_before, required)| RuleNeeds {
+            bit: 0,
             alphabet,
             min_len,
             refused_before,
@@ -161,10 +192,63 @@ proptest! {
             .iter()
             .flat_map(|&(b, n)| std::iter::repeat_n(b, n))
             .collect();
-        let mut f = BlockFilter::new(&rules);
+        let mut f = BlockFilter::new(&numbered(rules));
         prop_assume!(f.lanes.is_some());
-        let fast = visited(&f, &text, from, text.len());
+        let fast = with_rules(&f, &text, from, text.len());
         f.lanes = None;
-        prop_assert_eq!(fast, visited(&f, &text, from, text.len()));
+        prop_assert_eq!(fast, with_rules(&f, &text, from, text.len()));
+    }
+}
+
+/// `rules`, each given its index as its bit.
+fn numbered(mut rules: Vec<RuleNeeds>) -> Vec<RuleNeeds> {
+    for (i, r) in rules.iter_mut().enumerate() {
+        r.bit = 1 << i;
+    }
+    rules
+}
+
+/// Whether `rule`'s needs hold at `p`: its alphabet's run from `p` is
+/// long enough and holds a required byte within reach, and the byte
+/// before is not one it refuses.
+fn needs_hold(rule: &RuleNeeds, text: &[u8], p: usize) -> bool {
+    let run = text[p..]
+        .iter()
+        .take_while(|&&b| rule.alphabet.contains(b))
+        .count();
+    let required = rule.required.is_none_or(|(set, within)| {
+        text[p..p + run]
+            .iter()
+            .take(within + 1)
+            .any(|&b| set.contains(b))
+    });
+    run >= rule.min_len && required && !rule.refused_before.contains(text[p - 1])
+}
+
+proptest! {
+    #[test]
+    fn a_rule_whose_needs_hold_is_handed_out_with_its_position(
+        rules in proptest::collection::vec(rule_needs(), 1..=14),
+        pieces in proptest::collection::vec(
+            (proptest::sample::select(POOL), prop_oneof![Just(1usize), 1usize..70]),
+            1..100,
+        ),
+        from in 1usize..70,
+    ) {
+        let text: Vec<u8> = pieces
+            .iter()
+            .flat_map(|&(b, n)| std::iter::repeat_n(b, n))
+            .collect();
+        let rules = numbered(rules);
+        let f = BlockFilter::new(&rules);
+        let got = with_rules(&f, &text, from, text.len());
+        for p in from..text.len() {
+            let want = rules
+                .iter()
+                .filter(|r| needs_hold(r, &text, p))
+                .fold(0, |m, r| m | r.bit);
+            let handed = got.iter().find(|&&(q, _)| q == p).map_or(0, |&(_, m)| m);
+            prop_assert_eq!(want & !handed, 0, "p={}", p);
+        }
     }
 }

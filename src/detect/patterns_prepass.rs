@@ -4,11 +4,12 @@
 //!
 //! The positions come from the block filter ([`super::blocks`]), which
 //! reads 64 bytes at a time. Each rule the shape analysis describes
-//! ([`super::shape`]) gets one bit of a 64-bit mask. At each position two
-//! table entries are ANDed: rules whose match can start with this byte,
-//! and rules whose `boundary_before` does not refuse the byte before
-//! (decoded when it ends a `%XX` escape, as [`super::blocked_before`]
-//! does). Surviving bits go through table lookups of the next [`EARLY`]
+//! ([`super::shape`]) gets one bit of a 64-bit mask. The filter hands out
+//! each position with the rules of the groups that let it through, and two
+//! table entries are ANDed with those: rules whose match can start with
+//! this byte, and rules whose `boundary_before` does not refuse the byte
+//! before (decoded when it ends a `%XX` escape, as
+//! [`super::blocked_before`] does). Surviving bits go through table lookups of the next [`EARLY`]
 //! bytes (each must be in the rule's alphabet while its shortest match
 //! goes on). Then the key before the candidate is asked, which turns away
 //! most of what is left. Where the filter's window holds the candidate's
@@ -165,6 +166,7 @@ impl Prepass {
                     }
                 }
                 needs.push(RuleNeeds {
+                    bit,
                     alphabet: shape.alphabet,
                     min_len: shape.min_len,
                     refused_before: ByteSet::matching(|b| before.contains(b)),
@@ -324,10 +326,10 @@ impl Prepass {
             self.check(buf, 0, m, None, &mut checks, &mut on);
             from = 1;
         }
-        self.filter.positions(buf, from, to, |p, window| {
+        self.filter.positions(buf, from, to, |p, rules, window| {
             let b = usize::from(buf[p]);
             let before = escaped_before(buf, p).unwrap_or(buf[p - 1]);
-            let mut m = start[b] & not_before[usize::from(before)];
+            let mut m = rules & start[b] & not_before[usize::from(before)];
             if m != 0 {
                 m = early(p, m);
                 if m != 0 {
