@@ -16,8 +16,8 @@ use std::arch::x86_64::{
     __m256i, _mm_cvtsi32_si128, _mm_cvtsi128_si64, _mm_or_si128, _mm_unpackhi_epi64,
     _mm256_and_si256, _mm256_andnot_si256, _mm256_castsi256_pd, _mm256_castsi256_si128,
     _mm256_extracti128_si256, _mm256_loadu_si256, _mm256_movemask_pd, _mm256_or_si256,
-    _mm256_set1_epi64x, _mm256_setzero_si256, _mm256_sll_epi64, _mm256_slli_epi64,
-    _mm256_srlv_epi64, _mm256_storeu_si256,
+    _mm256_permutevar8x32_epi32, _mm256_set1_epi64x, _mm256_setzero_si256, _mm256_sll_epi64,
+    _mm256_slli_epi64, _mm256_srlv_epi64, _mm256_storeu_si256,
 };
 
 use super::{Group, HALF, LONGER_THAN_HALF, RunShifts, SLOTS};
@@ -50,11 +50,12 @@ struct Quad {
     /// The refused set's slot, and all ones where the group has one.
     refused: Lanes,
     has_refused: Lanes,
+    refused_maps: Pick,
     /// `run_shifts` of the shortest match, one array per step.
     shortest: [Lanes; 6],
     /// The required set's slot, and all ones where the group has one.
-    required: Lanes,
     has_required: Lanes,
+    required_maps: Pick,
     /// Per doubling step `k` of [`super::reaches`], `1 << k` where the
     /// lane's reach takes that step and 0 where it does not.
     doubling: [Lanes; STEPS],
@@ -178,14 +179,17 @@ impl Quad {
         let doubling =
             std::array::from_fn(|k| lane(&|g| if 2 << k <= offsets(g) { 1 << k } else { 0 }));
         let have = |g: &Group| 1 << offsets(g).ilog2();
+        let refused_slots = std::array::from_fn(|i| refused(groups.get(i)?.refused_before));
+        let required_slots = std::array::from_fn(|i| Some(groups.get(i)?.required.as_ref()?.slot));
         Quad {
             alphabets_from: first,
             live: lane(&|_| u64::MAX),
             refused: lane(&|g| refused(g.refused_before).map_or(0, |s| s as u64)),
             has_refused: lane(&|g| all(refused(g.refused_before).is_some())),
+            refused_maps: Pick::new(refused_slots),
             shortest: shifts(&|g| g.shortest),
-            required: lane(&|g| g.required.as_ref().map_or(0, |r| r.slot as u64)),
             has_required: lane(&|g| all(g.required.is_some())),
+            required_maps: Pick::new(required_slots),
             doubling,
             rest: lane(&|g| (offsets(g) - have(g)) as u64),
             rest_run: shifts(&|g| g.required.as_ref().map_or([0; 6], |r| r.rest)),
@@ -207,10 +211,6 @@ impl Quad {
     #[inline]
     fn candidates(&self, maps: &[u64; SLOTS], before: __m256i, escaped: __m256i) -> __m256i {
         let one = _mm256_set1_epi64x(1);
-        // Four loads rather than a gather: on the bench machine's CPU the
-        // gathers made the pattern detector ~5% slower. Slots are below
-        // `SLOTS`; the mask says so to the compiler.
-        let pick = |slots: &Lanes| -> Lanes { slots.map(|s| maps[s as usize & (SLOTS - 1)]) };
         // A quad starts at a multiple of four below `SLOTS`: its four
         // slots are there (the last quad's spare lanes are not live).
         let from = self.alphabets_from & (SLOTS - LANES);
@@ -219,7 +219,7 @@ impl Quad {
             load(alphabets.try_into().expect("four slots")),
             load(&self.live),
         );
-        let r = load(&pick(&self.refused));
+        let r = self.refused_maps.from(maps);
         // A position is refused when the byte before it is in the set: the
         // map moved on by one, with the byte before the window at bit 0.
         let before_bit = _mm256_and_si256(_mm256_srlv_epi64(before, load(&self.refused)), one);
@@ -231,7 +231,7 @@ impl Quad {
         let mut c = _mm256_and_si256(a, allowed);
         c = _mm256_and_si256(c, at_least(a, &self.shortest));
         if self.any_required {
-            let set = load(&pick(&self.required));
+            let set = self.required_maps.from(maps);
             let mut near = self.reaches(a, set);
             if self.any_beyond {
                 let long = at_least(a, &LONGER);
@@ -258,6 +258,87 @@ impl Quad {
         }
         let rest = _mm256_srlv_epi64(hit, load(&self.rest));
         _mm256_or_si256(hit, _mm256_and_si256(at_least(a, &self.rest_run), rest))
+    }
+}
+
+/// How a quad takes one slot's map per lane. Where the slots lie in one or
+/// two aligned vectors of four, a permute of each vector's words does it:
+/// on the bench machine's CPU that beats four scalar loads and inserts,
+/// and a gather made the pattern detector ~5% slower. The embedded rules'
+/// quads take their refused and required sets from one or two vectors.
+enum Pick {
+    One(Source),
+    Two(Source, Source),
+    /// Slots spread over more vectors: one load per lane.
+    Spread(Lanes),
+}
+
+/// The slots `at..at + 4`, the 32-bit words each lane takes from them,
+/// and all ones in the lanes they serve.
+struct Source {
+    at: usize,
+    words: [u32; 2 * LANES],
+    lanes: Lanes,
+}
+
+impl Pick {
+    /// The picks of `slots`, one per lane (`None`: the lane needs none,
+    /// and gets whatever is cheapest).
+    fn new(slots: [Option<usize>; LANES]) -> Pick {
+        let mut sources: Vec<Source> = Vec::new();
+        for (lane, slot) in slots.iter().enumerate() {
+            let Some(slot) = *slot else { continue };
+            let (at, word) = (slot / LANES * LANES, (slot % LANES) as u32);
+            let i = sources.iter().position(|s| s.at == at).unwrap_or_else(|| {
+                sources.push(Source {
+                    at,
+                    words: [0; 2 * LANES],
+                    lanes: [0; LANES],
+                });
+                sources.len() - 1
+            });
+            let s = &mut sources[i];
+            s.words[2 * lane] = 2 * word;
+            s.words[2 * lane + 1] = 2 * word + 1;
+            s.lanes[lane] = u64::MAX;
+        }
+        let mut sources = sources.into_iter();
+        match (sources.next(), sources.next(), sources.next()) {
+            // Lanes that need no pick take anything: no mask.
+            (None, _, _) => Pick::Spread([0; LANES]),
+            (Some(one), None, _) => Pick::One(one),
+            (Some(a), Some(b), None) => Pick::Two(a, b),
+            _ => Pick::Spread(slots.map(|s| s.unwrap_or(0) as u64)),
+        }
+    }
+
+    /// The picked maps, one per lane.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn from(&self, maps: &[u64; SLOTS]) -> __m256i {
+        match self {
+            Pick::One(s) => s.take(maps),
+            Pick::Two(a, b) => _mm256_or_si256(
+                _mm256_and_si256(a.take(maps), load(&a.lanes)),
+                _mm256_and_si256(b.take(maps), load(&b.lanes)),
+            ),
+            // Slots are below `SLOTS`; the mask says so to the compiler.
+            Pick::Spread(slots) => load(&slots.map(|s| maps[s as usize & (SLOTS - 1)])),
+        }
+    }
+}
+
+impl Source {
+    /// Each lane's word pair from the source's four slots.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn take(&self, maps: &[u64; SLOTS]) -> __m256i {
+        // `at` is a multiple of four below `SLOTS`; the mask says so.
+        let at = self.at & (SLOTS - LANES);
+        let four = load(maps[at..at + LANES].try_into().expect("four slots"));
+        // SAFETY: `words` is 32 readable bytes; `loadu` needs no alignment.
+        let words = unsafe { _mm256_loadu_si256(self.words.as_ptr().cast()) };
+        _mm256_permutevar8x32_epi32(four, words)
     }
 }
 
