@@ -501,9 +501,13 @@ fn nearest_key(buf: &[u8], s: usize) -> Option<&[u8]> {
         i -= n;
     }
     let key_end = i;
-    while i > lo && key_end - i < MAX_KEY_LEN && is_key_byte(buf[i - 1]) {
-        i -= 1;
-    }
+    // One bound, not two tested per byte: the walk is most of the cost of
+    // finding a key.
+    let stop = lo.max(key_end.saturating_sub(MAX_KEY_LEN));
+    i = match buf[stop..key_end].iter().rposition(|&b| !is_key_byte(b)) {
+        Some(j) => stop + j + 1,
+        None => stop,
+    };
     // `%22gaid`: the token swallowed the hex digits of an escaped quote.
     if i > lo
         && buf[i - 1] == b'%'

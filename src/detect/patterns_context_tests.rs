@@ -63,3 +63,22 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #[test]
+    fn the_key_before_a_value_is_its_token_cut_to_the_longest_key(
+        key in proptest::collection::vec(
+            prop::sample::select(b"az09_.-[]".to_vec()),
+            1..=MAX_KEY_LEN + 12,
+        ),
+        before in prop::sample::select(b"{,\" \n&?".to_vec()),
+    ) {
+        let mut text = vec![before];
+        text.extend_from_slice(&key);
+        text.extend_from_slice(b"\":\"");
+        let s = text.len();
+        text.push(b'v');
+        let want = &key[key.len().saturating_sub(MAX_KEY_LEN)..];
+        prop_assert_eq!(nearest_key(&text, s), Some(want));
+    }
+}
