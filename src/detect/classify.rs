@@ -124,6 +124,9 @@ impl Classifier {
     /// slot's maps.
     pub fn slot_maps(&self, buf: &[u8], slot: usize, out: &mut Vec<u64>) {
         out.clear();
+        // Room for the partial block too: pushed after the whole ones, it
+        // would otherwise move the maps of every short message.
+        out.reserve(buf.len().div_ceil(BLOCK));
         let whole = buf.len() / BLOCK * BLOCK;
         let by_blocks = |out: &mut Vec<u64>| {
             out.extend((0..whole).step_by(BLOCK).map(|at| self.maps(buf, at)[slot]));
