@@ -17,7 +17,7 @@ use std::arch::x86_64::{
     _mm256_and_si256, _mm256_andnot_si256, _mm256_castsi256_pd, _mm256_castsi256_si128,
     _mm256_extracti128_si256, _mm256_loadu_si256, _mm256_movemask_pd, _mm256_or_si256,
     _mm256_permutevar8x32_epi32, _mm256_set1_epi64x, _mm256_setzero_si256, _mm256_sll_epi64,
-    _mm256_slli_epi64, _mm256_srlv_epi64, _mm256_storeu_si256,
+    _mm256_slli_epi64, _mm256_srlv_epi64, _mm256_storeu_si256, _mm256_testz_si256,
 };
 
 use super::{Group, HALF, LONGER_THAN_HALF, RunShifts, SLOTS};
@@ -250,7 +250,13 @@ impl Quad {
     /// [`super::reaches`] in every lane.
     #[target_feature(enable = "avx2")]
     fn reaches(&self, a: __m256i, set: __m256i) -> __m256i {
-        let (mut hit, mut run) = (_mm256_and_si256(set, a), a);
+        // Lanes without a required set picked any map: masked out.
+        let mut hit = _mm256_and_si256(_mm256_and_si256(set, a), load(&self.has_required));
+        // No required byte in any lane's runs: none is within reach.
+        if _mm256_testz_si256(hit, hit) == 1 {
+            return hit;
+        }
+        let mut run = a;
         for step in &self.doubling[..self.doubling_used] {
             let s = load(step);
             hit = _mm256_or_si256(hit, _mm256_and_si256(run, _mm256_srlv_epi64(hit, s)));
