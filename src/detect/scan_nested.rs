@@ -409,11 +409,10 @@ pub(super) fn surely_binary(b64: &[u8], url_safe: bool) -> bool {
         return false;
     }
     match std::str::from_utf8(prefix) {
-        Ok(s) => has_control(s),
-        Err(e) => {
-            let valid = std::str::from_utf8(&prefix[..e.valid_up_to()]).unwrap_or_default();
-            e.error_len().is_some() || has_control(valid)
-        }
+        Ok(_) => has_control(prefix),
+        // A byte that is not UTF-8 is not text; a character cut at the
+        // prefix's end may be, and the bytes before it decide.
+        Err(e) => e.error_len().is_some() || has_control(&prefix[..e.valid_up_to()]),
     }
 }
 
@@ -482,7 +481,7 @@ fn mostly_text(bytes: &[u8]) -> bool {
     if bytes.len() < 8 {
         return false;
     }
-    if std::str::from_utf8(bytes).is_ok_and(|s| !has_control(s)) {
+    if std::str::from_utf8(bytes).is_ok() && !has_control(bytes) {
         return true;
     }
     printable(bytes) * 10 >= bytes.len() * 9
@@ -509,14 +508,15 @@ static PRINTABLE: [u8; 256] = {
     table
 };
 
-/// True when `s` holds a control character that is not whitespace
-/// (`c.is_control() && !c.is_whitespace()`), read from its UTF-8 bytes:
-/// the C0 controls and DEL are single bytes, the C1 controls are `0xC2`
-/// followed by `0x80..=0x9F`, and of them all only `\t \n \x0B \x0C \r` and
-/// U+0085 are whitespace. Decoding every character cost more than the
-/// rest of deciding whether a base64 payload is text.
-pub(super) fn has_control(s: &str) -> bool {
-    let b = s.as_bytes();
+/// True when the UTF-8 text `b` holds a control character that is not
+/// whitespace (`c.is_control() && !c.is_whitespace()`), read from its
+/// bytes: the C0 controls and DEL are single bytes, the C1 controls are
+/// `0xC2` followed by `0x80..=0x9F`, and of them all only `\t \n \x0B \x0C
+/// \r` and U+0085 are whitespace. Decoding every character cost more than
+/// the rest of deciding whether a base64 payload is text. Bytes, not a
+/// `str`: callers have checked them, and checking again cost as much.
+/// On bytes that are not UTF-8 the answer means nothing.
+pub(super) fn has_control(b: &[u8]) -> bool {
     // Text without a lead byte, the usual case, is decided by the first
     // pass, many bytes at a time.
     any_lead(b)

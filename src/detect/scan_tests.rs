@@ -415,7 +415,7 @@ proptest! {
         ],
     ) {
         let by_char = s.chars().any(|c| c.is_control() && !c.is_whitespace());
-        prop_assert_eq!(nested::has_control(&s), by_char, "{:?}", s);
+        prop_assert_eq!(nested::has_control(s.as_bytes()), by_char, "{:?}", s);
     }
 
     /// Printable bytes are counted as the byte classes define them.
