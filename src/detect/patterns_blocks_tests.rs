@@ -175,24 +175,37 @@ fn rule_needs() -> impl Strategy<Value = RuleNeeds> {
         })
 }
 
+/// Rules (numbered), a text and where the filter starts in it. The text
+/// is single bytes and long runs of one byte, so that runs past the
+/// window's half, with or without a required byte, are common.
+fn filter_case() -> impl Strategy<Value = (Vec<RuleNeeds>, Vec<u8>, usize)> {
+    (
+        proptest::collection::vec(rule_needs(), 1..=14),
+        proptest::collection::vec(
+            (
+                proptest::sample::select(POOL),
+                prop_oneof![Just(1usize), 1usize..70],
+            ),
+            1..100,
+        ),
+        1usize..70,
+    )
+        .prop_map(|(rules, pieces, from)| {
+            let text = pieces
+                .iter()
+                .flat_map(|&(b, n)| std::iter::repeat_n(b, n))
+                .collect();
+            (numbered(rules), text, from)
+        })
+}
+
 #[cfg(target_arch = "x86_64")]
 proptest! {
     #[test]
     fn the_lanes_name_the_positions_the_group_loop_names(
-        rules in proptest::collection::vec(rule_needs(), 1..=14),
-        pieces in proptest::collection::vec(
-            (proptest::sample::select(POOL), prop_oneof![Just(1usize), 1usize..70]),
-            1..100,
-        ),
-        from in 1usize..70,
+        (rules, text, from) in filter_case(),
     ) {
-        // Single bytes and long runs of one byte, so that runs past the
-        // window's half, with or without a required byte, are common.
-        let text: Vec<u8> = pieces
-            .iter()
-            .flat_map(|&(b, n)| std::iter::repeat_n(b, n))
-            .collect();
-        let mut f = BlockFilter::new(&numbered(rules));
+        let mut f = BlockFilter::new(&rules);
         prop_assume!(f.lanes.is_some());
         let fast = with_rules(&f, &text, from, text.len());
         f.lanes = None;
@@ -228,18 +241,8 @@ fn needs_hold(rule: &RuleNeeds, text: &[u8], p: usize) -> bool {
 proptest! {
     #[test]
     fn a_rule_whose_needs_hold_is_handed_out_with_its_position(
-        rules in proptest::collection::vec(rule_needs(), 1..=14),
-        pieces in proptest::collection::vec(
-            (proptest::sample::select(POOL), prop_oneof![Just(1usize), 1usize..70]),
-            1..100,
-        ),
-        from in 1usize..70,
+        (rules, text, from) in filter_case(),
     ) {
-        let text: Vec<u8> = pieces
-            .iter()
-            .flat_map(|&(b, n)| std::iter::repeat_n(b, n))
-            .collect();
-        let rules = numbered(rules);
         let f = BlockFilter::new(&rules);
         let got = with_rules(&f, &text, from, text.len());
         for p in from..text.len() {
