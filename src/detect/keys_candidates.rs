@@ -184,28 +184,14 @@ impl KeyCandidates {
             }
             match self.trie.fold(b) {
                 FOLD_SKIP => continue,
-                FOLD_OTHER => {
-                    // A non-ASCII character: only uncased letters and
-                    // digits (CJK) are followed through the trie. Bytes that
-                    // are not valid UTF-8 read as U+FFFD, which separates
-                    // tokens.
-                    let Some((first, ch)) = char_ending_at(buf, lo, i) else {
-                        continue;
-                    };
-                    i = first;
-                    if !ch.is_alphanumeric() {
+                FOLD_OTHER => match self.step_non_ascii(buf, lo, i, node) {
+                    NonAscii::Skip(first) => {
+                        i = first;
                         continue;
                     }
-                    if ch.is_uppercase() || !ch.to_lowercase().eq([ch]) {
-                        return true;
-                    }
-                    for b in ch.encode_utf8(&mut [0; 4]).bytes().rev() {
-                        node = self.step(node, b);
-                        if node == 0 {
-                            break;
-                        }
-                    }
-                }
+                    NonAscii::Cased => return true,
+                    NonAscii::Step(first, next) => (i, node) = (first, next),
+                },
                 symbol => node = self.trie.step_folded(node, symbol),
             }
             if node == 0 {
@@ -217,6 +203,44 @@ impl KeyCandidates {
             }
         }
         false
+    }
+}
+
+/// What [`KeyCandidates::may_name`]'s walk does at a non-ASCII character.
+enum NonAscii {
+    /// Not a letter or digit (or not UTF-8): a separator, which starts at
+    /// the offset.
+    Skip(usize),
+    /// A cased letter, which lowercasing changes: unsure.
+    Cased,
+    /// A letter or digit starting at the offset, leading to the node.
+    Step(usize, usize),
+}
+
+impl KeyCandidates {
+    /// The walk's step at the non-ASCII byte `buf[i]`. Only uncased letters
+    /// and digits (CJK) are followed through the trie; bytes that are not
+    /// valid UTF-8 read as U+FFFD, which separates tokens. Kept out of the
+    /// walk's loop, which sees ASCII keys nearly always.
+    #[cold]
+    #[inline(never)]
+    fn step_non_ascii(&self, buf: &[u8], lo: usize, i: usize, mut node: usize) -> NonAscii {
+        let Some((first, ch)) = char_ending_at(buf, lo, i) else {
+            return NonAscii::Skip(i);
+        };
+        if !ch.is_alphanumeric() {
+            return NonAscii::Skip(first);
+        }
+        if ch.is_uppercase() || !ch.to_lowercase().eq([ch]) {
+            return NonAscii::Cased;
+        }
+        for b in ch.encode_utf8(&mut [0; 4]).bytes().rev() {
+            node = self.step(node, b);
+            if node == 0 {
+                break;
+            }
+        }
+        NonAscii::Step(first, node)
     }
 }
 

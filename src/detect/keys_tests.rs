@@ -483,3 +483,13 @@ proptest! {
         prop_assert_eq!(run_with(&SCANNER, &cut(&bytes, points)), want);
     }
 }
+
+#[test]
+fn a_key_lowercasing_changes_outside_ascii_is_still_read() {
+    // KELVIN SIGN lowercases to an ASCII `k`: the key is `bank_card`.
+    let msg = "{\"ban\u{212A}_card\":\"6222600260001072444\"}";
+    assert_eq!(
+        pairs(msg),
+        [p("bank_card", "ban\u{212A}_card", "6222600260001072444")]
+    );
+}
