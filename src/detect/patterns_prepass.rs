@@ -102,12 +102,6 @@ impl Runs {
     };
 }
 
-/// State of the checks along one walk.
-struct Checks<K> {
-    ahead: Ahead,
-    key_allows: K,
-}
-
 impl Prepass {
     /// Takes each rule's (pattern, before, after) in scanner order; rules
     /// the analysis cannot describe (and any past the 64th) are left to
@@ -300,12 +294,20 @@ impl Prepass {
         buf: &[u8],
         from: usize,
         to: usize,
-        key_allows: impl FnMut(usize, u64) -> u64,
+        mut key_allows: impl FnMut(usize, u64) -> u64,
         mut on: impl FnMut(usize, u64),
     ) {
-        let mut checks = Checks {
-            ahead: Ahead::new(),
-            key_allows,
+        let mut ahead = Ahead::new();
+        // The key first: most positions here are digests, ids and numbers
+        // under keys that name no kind, so it turns away most of them, and
+        // one lookup costs less than measuring the runs, even from the
+        // filter's bitmaps. Asked here, not in `check`: two thirds of the
+        // positions stop at it, and the call would cost them more.
+        let mut checks = |p: usize, m: u64, window: Option<&Window>| {
+            let m = key_allows(p, m);
+            if m != 0 {
+                self.check(buf, p, m, window, &mut ahead, &mut on);
+            }
         };
         let to = to.min(buf.len());
         let (start, not_before) = (&*self.start, &*self.not_before);
@@ -323,7 +325,7 @@ impl Prepass {
         let mut from = from;
         if from == 0 && from < to {
             let m = early(0, start[usize::from(buf[0])]);
-            self.check(buf, 0, m, None, &mut checks, &mut on);
+            checks(0, m, None);
             from = 1;
         }
         self.filter.positions(buf, from, to, |p, rules, window| {
@@ -333,32 +335,23 @@ impl Prepass {
             if m != 0 {
                 m = early(p, m);
                 if m != 0 {
-                    self.check(buf, p, m, window, &mut checks, &mut on);
+                    checks(p, m, window);
                 }
             }
         });
     }
 
-    /// The checks after the table lookups, cheapest first; calls `on`
-    /// with the rules that pass them all.
-    fn check<K: FnMut(usize, u64) -> u64>(
+    /// The checks after the table lookups and the key, cheapest first;
+    /// calls `on` with the rules that pass them all.
+    fn check(
         &self,
         buf: &[u8],
         p: usize,
         mut m: u64,
         window: Option<&Window>,
-        checks: &mut Checks<K>,
+        ahead: &mut Ahead,
         on: &mut impl FnMut(usize, u64),
     ) {
-        // The key first: most positions here are digests, ids and numbers
-        // under keys that name no kind, so it turns away nearly all of
-        // them (~97% of those the runs would pass, in the bench corpus),
-        // and one lookup costs less than measuring the runs, even from the
-        // filter's bitmaps.
-        m = (checks.key_allows)(p, m);
-        if m == 0 {
-            return;
-        }
         // Filled in place: built byte by byte, a returned copy would be
         // read back in wide loads the stores cannot forward to, which cost
         // more than the rest of the checks.
@@ -366,7 +359,7 @@ impl Prepass {
         let mut sets = self.sets_of(m);
         if !window.is_some_and(|w| self.runs_in(w, p, sets, &mut runs)) {
             if m & self.needs_required != 0 {
-                let far = self.required_too_far(buf, p, m & self.needs_required, &mut checks.ahead);
+                let far = self.required_too_far(buf, p, m & self.needs_required, ahead);
                 if far != 0 {
                     m &= !far;
                     sets = self.sets_of(m);
