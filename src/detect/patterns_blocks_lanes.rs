@@ -310,8 +310,9 @@ impl Pick {
         }
         let mut sources = sources.into_iter();
         match (sources.next(), sources.next(), sources.next()) {
-            // Lanes that need no pick take anything: no mask.
             (None, _, _) => Pick::Spread([0; LANES]),
+            // Lanes that need no pick take whatever the one source gives
+            // them: no mask.
             (Some(one), None, _) => Pick::One(one),
             (Some(a), Some(b), None) => Pick::Two(a, b),
             _ => Pick::Spread(slots.map(|s| s.unwrap_or(0) as u64)),
