@@ -388,11 +388,13 @@ pub(super) fn blocked_before(rule: &PatternRule, buf: &[u8], i: usize) -> bool {
 /// The byte encoded by a `%XX` escape ending right before `buf[i]`.
 pub(super) fn escaped_before(buf: &[u8], i: usize) -> Option<u8> {
     let esc = buf.get(i.checked_sub(3)?..i)?;
-    let hex = |b: u8| (b as char).to_digit(16);
-    match (esc[0], hex(esc[1]), hex(esc[2])) {
-        (b'%', Some(h), Some(l)) => u8::try_from(h * 16 + l).ok(),
-        _ => None,
+    // Asked at every candidate, and there is rarely a `%`: it is tested
+    // before the digits are read.
+    if esc[0] != b'%' {
+        return None;
     }
+    let hex = |b: u8| (b as char).to_digit(16);
+    u8::try_from(hex(esc[1])? * 16 + hex(esc[2])?).ok()
 }
 
 fn is_key_byte(b: u8) -> bool {
