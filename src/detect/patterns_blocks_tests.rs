@@ -225,10 +225,7 @@ fn numbered(mut rules: Vec<RuleNeeds>) -> Vec<RuleNeeds> {
 /// long enough and holds a required byte within reach, and the byte
 /// before is not one it refuses.
 fn needs_hold(rule: &RuleNeeds, text: &[u8], p: usize) -> bool {
-    let run = text[p..]
-        .iter()
-        .take_while(|&&b| rule.alphabet.contains(b))
-        .count();
+    let run = run_of(rule.alphabet, text, p);
     let required = rule.required.is_none_or(|(set, within)| {
         text[p..p + run]
             .iter()
@@ -238,9 +235,17 @@ fn needs_hold(rule: &RuleNeeds, text: &[u8], p: usize) -> bool {
     run >= rule.min_len && required && !rule.refused_before.contains(text[p - 1])
 }
 
+/// How many bytes from `text[p]` on are in `alphabet`.
+fn run_of(alphabet: ByteSet, text: &[u8], p: usize) -> usize {
+    text[p..]
+        .iter()
+        .take_while(|&&b| alphabet.contains(b))
+        .count()
+}
+
 proptest! {
     #[test]
-    fn a_rule_whose_needs_hold_is_handed_out_with_its_position(
+    fn a_position_carries_every_rule_that_may_start_there_and_only_its_groups(
         (rules, text, from) in filter_case(),
     ) {
         let f = BlockFilter::new(&rules);
@@ -252,6 +257,19 @@ proptest! {
                 .fold(0, |m, r| m | r.bit);
             let handed = got.iter().find(|&&(q, _)| q == p).map_or(0, |&(_, m)| m);
             prop_assert_eq!(want & !handed, 0, "p={}", p);
+            // A rule comes only with a position its own group let
+            // through: its alphabet's run there is at least the group's
+            // shortest match (as far as the window sees).
+            for r in rules.iter().filter(|r| handed & r.bit != 0) {
+                let shortest = rules
+                    .iter()
+                    .filter(|o| o.alphabet == r.alphabet)
+                    .map(|o| o.min_len.max(1))
+                    .min()
+                    .unwrap_or(1);
+                let run = run_of(r.alphabet, &text, p);
+                prop_assert!(run >= shortest.min(HALF + 1), "p={} bit={}", p, r.bit);
+            }
         }
     }
 }
