@@ -66,7 +66,6 @@ impl<'d> MessageScan<'d> {
     /// to. `end` closes a run still open at the end of the message.
     pub(super) fn nested_base64(&mut self, chunk: &[u8], end: bool) {
         let max_token = self.detectors.limits.max_token;
-        let mut tokens = Vec::new();
         // A run carried from the last chunk continues at the chunk's start.
         let carried = !self.base64.run.is_empty() || self.base64.overflow;
         let mut start = carried.then_some(0);
@@ -82,7 +81,9 @@ impl<'d> MessageScan<'d> {
                 },
                 Some(s) => match map.run_end(i) {
                     end if end < chunk.len() => {
-                        tokens.extend(self.base64.close(&chunk[s..end], max_token));
+                        if let Some(token) = self.base64.close(&chunk[s..end], max_token) {
+                            self.look_into(&token);
+                        }
                         (i, start) = (end, None);
                     }
                     _ => break,
@@ -90,24 +91,31 @@ impl<'d> MessageScan<'d> {
             }
         }
         match start {
-            Some(s) if end => tokens.extend(self.base64.close(&chunk[s..], max_token)),
+            Some(s) if end => {
+                if let Some(token) = self.base64.close(&chunk[s..], max_token) {
+                    self.look_into(&token);
+                }
+            }
             Some(s) => self.base64.carry(&chunk[s..], max_token),
             None => {}
         }
         self.base64.blocks = blocks;
-        for token in tokens {
-            let Some((containers, payload)) =
-                decode_nested(token.as_ref(), self.detectors.limits.nested_output)
-            else {
-                continue;
-            };
-            let mut chain = self.chain.clone();
-            chain.extend(containers.into_iter().map(str::to_owned));
-            let mut child = MessageScan::at_depth(self.detectors, chain, self.depth + 1);
-            child.feed(&payload);
-            for hit in child.finish() {
-                self.keep(hit);
-            }
+    }
+
+    /// Decodes a closed base64 run and scans what it holds, if anything,
+    /// as a nested message. Called as each run closes: gathering a
+    /// chunk's runs first cost an allocation per chunk and its regrowth.
+    fn look_into(&mut self, token: &[u8]) {
+        let Some((containers, payload)) = decode_nested(token, self.detectors.limits.nested_output)
+        else {
+            return;
+        };
+        let mut chain = self.chain.clone();
+        chain.extend(containers.into_iter().map(str::to_owned));
+        let mut child = MessageScan::at_depth(self.detectors, chain, self.depth + 1);
+        child.feed(&payload);
+        for hit in child.finish() {
+            self.keep(hit);
         }
     }
 
