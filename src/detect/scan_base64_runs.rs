@@ -19,7 +19,7 @@ pub(in crate::detect::scan) struct Base64Runs {
 }
 
 impl Base64Runs {
-    pub(super) fn carry(&mut self, piece: &[u8], max_token: usize) {
+    pub(in crate::detect::scan) fn carry(&mut self, piece: &[u8], max_token: usize) {
         if self.overflow || self.run.len() + piece.len() > max_token {
             self.overflow = true;
             self.run.clear();
@@ -29,8 +29,13 @@ impl Base64Runs {
     }
 
     /// Completes the current run with `last`; returns it when worth
-    /// decoding (borrowed when it lies wholly in `last`).
-    pub(super) fn close<'a>(&mut self, last: &'a [u8], max_token: usize) -> Option<Cow<'a, [u8]>> {
+    /// decoding (borrowed when it lies wholly in `last`): not too short or
+    /// too long, and not an [`id_or_digest`].
+    pub(in crate::detect::scan) fn close<'a>(
+        &mut self,
+        last: &'a [u8],
+        max_token: usize,
+    ) -> Option<Cow<'a, [u8]>> {
         let overflow = std::mem::take(&mut self.overflow);
         let len = self.run.len() + last.len();
         if overflow || len > max_token || len < MIN_TOKEN {
@@ -38,12 +43,32 @@ impl Base64Runs {
             return None;
         }
         if self.run.is_empty() {
-            return Some(Cow::Borrowed(last));
+            return (!id_or_digest(last)).then_some(Cow::Borrowed(last));
         }
         let mut token = std::mem::take(&mut self.run);
         token.extend_from_slice(last);
-        Some(Cow::Owned(token))
+        (!id_or_digest(&token)).then_some(Cow::Owned(token))
     }
+}
+
+/// True when every byte of `run` is a hex digit or a `-`: a hex digest,
+/// a UUID or a hex id, most of the base64-shaped runs in app traffic.
+/// Such a run is not worth decoding. In either alphabet the first of
+/// every three bytes it decodes to is a control byte, a byte of `h..=DEL`
+/// or a non-ASCII byte (its six high bits come from a digit, `a-f`, `A-F`
+/// or `-`), which rules out digits, quotes, `=`, `{` and every separator
+/// at a third of the places: no JSON, form or run of digits, nothing a
+/// detector reads. (The known-value search still finds the base64 forms
+/// of the profile's values in the text itself.)
+///
+/// Asked before the run's prefix is decoded and judged, which cost ~450
+/// instructions a run; the bytes are compared 32 at a time, with no exit
+/// inside a piece, so that the compiler compares them as a vector.
+fn id_or_digest(run: &[u8]) -> bool {
+    let hex_or_dash =
+        |b: u8| (b.wrapping_sub(b'0') < 10) | ((b | 0x20).wrapping_sub(b'a') < 6) | (b == b'-');
+    run.chunks(32)
+        .all(|piece| piece.iter().fold(true, |all, &b| all & hex_or_dash(b)))
 }
 
 /// Where the base64 bytes of a chunk are, one bitmap per 64-byte block,

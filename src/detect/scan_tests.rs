@@ -348,6 +348,64 @@ fn surely_binary_turns_noise_away_and_keeps_gzip_and_text() {
     }
 }
 
+/// Hex digests, UUIDs and hex ids are not decoded, whole or carried over
+/// a chunk's end, even one whose bytes decode to printable text; a run of
+/// other base64 bytes is.
+#[test]
+fn hex_ids_and_digests_are_not_decoded() {
+    use base64::Engine as _;
+    let limit: usize = 1 << 20;
+    // "h04h05h06h07h08h09h0Ah0B", which encodes to hex digits only.
+    let hex = b"aDA0aDA1aDA2aDA3aDA4aDA5aDBBaDBC";
+    assert!(nested::decode_payload(hex, false, 1 << 20).is_some());
+    let uuid = b"550e8400-e29b-41d4-a716-446655440000";
+    let md5 = b"D41D8CD98F00B204E9800998ECF8427E";
+    for id in [&hex[..], uuid, md5] {
+        assert!(Base64Runs::default().close(id, limit).is_none());
+        let mut carried = Base64Runs::default();
+        carried.carry(&id[..10], limit);
+        assert!(carried.close(&id[10..], limit).is_none());
+    }
+    let text = base64::engine::general_purpose::STANDARD_NO_PAD.encode("imei=490154203237518&x=1");
+    assert!(
+        Base64Runs::default()
+            .close(text.as_bytes(), limit)
+            .is_some()
+    );
+}
+
+proptest! {
+    /// A run is left undecoded for its bytes only when each is a hex digit
+    /// or a `-`; the byte test is held to the standard library's.
+    #[test]
+    fn only_runs_of_hex_digits_and_dashes_are_left_undecoded(
+        run in "[0-9a-fA-F-]{24,70}[A-Za-z0-9+/_-]{0,2}[0-9a-fA-F-]{0,40}",
+    ) {
+        let hex = run.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+        let kept = Base64Runs::default().close(run.as_bytes(), 1 << 20);
+        prop_assert_eq!(kept.is_none(), hex);
+    }
+
+    /// What leaving hex runs undecoded rests on: in either alphabet, the
+    /// first of every three bytes such a run decodes to is never a
+    /// printable byte below `h` (no digit, quote, `=`, `&`, `:` or space).
+    #[test]
+    fn a_hex_run_decodes_to_no_digit_or_separator_at_every_third_byte(
+        run in "([0-9a-fA-F-]{4}){6,24}",
+    ) {
+        use base64::Engine as _;
+        let engine = if run.contains('-') {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+        } else {
+            base64::engine::general_purpose::STANDARD_NO_PAD
+        };
+        let bytes = engine.decode(&run).expect("whole quads of the alphabet");
+        for b in bytes.iter().step_by(3) {
+            prop_assert!(!(0x20..0x68).contains(b), "{b:#x}");
+        }
+    }
+}
+
 /// The runs `nested_base64` decodes or carries, found by reading every
 /// byte: (start, end) of each run at least `MIN_TOKEN` long, and of the
 /// run that ends the chunk whatever its length.
