@@ -32,6 +32,7 @@ use regex::bytes::{Captures, Regex};
 
 use super::rules::RuleSet;
 use super::secret::Secret;
+use super::spares::{self, Spares};
 use candidates::KeyCandidates;
 use values::{Value, truncate};
 
@@ -94,6 +95,15 @@ pub struct KeyScanner {
     /// Where keys that may name a kind start; `None` runs the regex at
     /// every introducer (the reference the tests compare with).
     candidates: Option<KeyCandidates>,
+    /// The buffers of finished streams, for the next ones.
+    spares: Spares<KeyParts>,
+}
+
+/// A finished stream's buffers: its bytes and its introducer starts.
+#[derive(Default)]
+struct KeyParts {
+    buf: Vec<u8>,
+    starts: Vec<usize>,
 }
 
 impl KeyScanner {
@@ -101,6 +111,7 @@ impl KeyScanner {
         KeyScanner {
             rules: rules.clone(),
             candidates: Some(KeyCandidates::new(rules)),
+            spares: Spares::default(),
         }
     }
 
@@ -110,18 +121,20 @@ impl KeyScanner {
         KeyScanner {
             rules: rules.clone(),
             candidates: None,
+            spares: Spares::default(),
         }
     }
 
     /// A stream for one message.
     pub fn stream(&self) -> KeyStream<'_> {
+        let parts = self.spares.take();
         KeyStream {
             scanner: self,
-            buf: Vec::new(),
+            buf: parts.buf,
             buf_start: 0,
             next: 0,
             unscanned: 0,
-            starts: Vec::new(),
+            starts: parts.starts,
             finished: false,
         }
     }
@@ -152,6 +165,15 @@ enum Syntax {
     Xml,
 }
 
+impl Drop for KeyStream<'_> {
+    fn drop(&mut self) {
+        self.scanner.spares.give_back(KeyParts {
+            buf: spares::emptied(std::mem::take(&mut self.buf)),
+            starts: spares::emptied(std::mem::take(&mut self.starts)),
+        });
+    }
+}
+
 impl KeyStream<'_> {
     /// Feeds the next chunk; pairs decided by it are passed to `on_match` in
     /// message order.
@@ -171,7 +193,7 @@ impl KeyStream<'_> {
         if !self.finished {
             self.scan(true, on_match);
             self.finished = true;
-            self.buf = Vec::new();
+            self.buf.clear();
         }
     }
 

@@ -24,6 +24,7 @@ use std::fmt;
 
 use super::expand::{Encoding, Form, expand};
 use super::profile::DeviceProfile;
+use super::spares::{self, Spares};
 use search::{Cursor, Hit, Search};
 
 #[path = "known_search.rs"]
@@ -98,6 +99,8 @@ pub struct KnownValueMatcher {
     /// Distinct apps needed for an app-list report (0: never reported).
     apps_needed: usize,
     apps_counted: usize,
+    /// The buffers of finished streams, for the next ones.
+    spares: Spares<KnownParts>,
 }
 
 impl KnownValueMatcher {
@@ -147,6 +150,7 @@ impl KnownValueMatcher {
             identifiers,
             apps_needed: MIN_APPS.min(apps.len()),
             apps_counted: apps.len(),
+            spares: Spares::default(),
         }
     }
 
@@ -163,17 +167,53 @@ impl KnownValueMatcher {
     /// A search over one message (URL, a header, a body, a WebSocket
     /// message).
     pub fn stream(&self) -> KnownValueStream<'_> {
-        KnownValueStream {
+        let parts = self.spares.take();
+        let mut stream = KnownValueStream {
             matcher: self,
-            cursor: Cursor::default(),
-            pending: Vec::new(),
-            hits: Vec::new(),
+            cursor: Cursor::reusing(parts.held),
+            pending: parts.pending,
+            hits: parts.hits,
             latitude: None,
             longitude: None,
             location_done: false,
-            apps_seen: vec![false; self.apps_counted],
+            apps_seen: parts.apps_seen,
             apps_count: 0,
-        }
+        };
+        stream.restart();
+        stream
+    }
+}
+
+/// A finished stream's buffers, for the next stream of its matcher.
+#[derive(Default)]
+struct KnownParts {
+    held: Vec<u8>,
+    pending: Vec<Hit>,
+    hits: Vec<Hit>,
+    apps_seen: Vec<bool>,
+}
+
+impl KnownValueStream<'_> {
+    /// Back at the start of a message, keeping the buffers.
+    fn restart(&mut self) {
+        self.cursor = Cursor::reusing(std::mem::take(&mut self.cursor).into_held());
+        self.pending.clear();
+        self.hits.clear();
+        (self.latitude, self.longitude, self.location_done) = (None, None, false);
+        self.apps_seen.clear();
+        self.apps_seen.resize(self.matcher.apps_counted, false);
+        self.apps_count = 0;
+    }
+}
+
+impl Drop for KnownValueStream<'_> {
+    fn drop(&mut self) {
+        self.matcher.spares.give_back(KnownParts {
+            held: spares::emptied(std::mem::take(&mut self.cursor).into_held()),
+            pending: spares::emptied(std::mem::take(&mut self.pending)),
+            hits: spares::emptied(std::mem::take(&mut self.hits)),
+            apps_seen: std::mem::take(&mut self.apps_seen),
+        });
     }
 }
 
@@ -288,7 +328,7 @@ impl KnownValueStream<'_> {
             self.hold(&hits, &[]);
             self.release(u64::MAX, &[], on_match);
         }
-        *self = self.matcher.stream();
+        self.restart();
     }
 
     /// Keeps the hits whose left boundary passes; `chunk` is the chunk

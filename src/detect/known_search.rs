@@ -181,6 +181,21 @@ impl Search {
 }
 
 impl Cursor {
+    /// A cursor at the start of a message, holding its bytes in `held`'s
+    /// allocation (emptied).
+    pub(super) fn reusing(mut held: Vec<u8>) -> Cursor {
+        held.clear();
+        Cursor {
+            held,
+            ..Cursor::default()
+        }
+    }
+
+    /// The held bytes' buffer, for the next cursor.
+    pub(super) fn into_held(self) -> Vec<u8> {
+        self.held
+    }
+
     /// The byte at absolute offset `at`: in the held bytes, or in `chunk`
     /// (the chunk just given to [`Search::feed`]). `None` when it is past
     /// `chunk` or no longer held.

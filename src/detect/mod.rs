@@ -24,6 +24,7 @@ pub mod rules;
 pub mod scan;
 pub mod sdk;
 pub mod secret;
+mod spares;
 pub mod validate;
 pub mod verdict;
 

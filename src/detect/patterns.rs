@@ -37,6 +37,7 @@ use regex::bytes::Regex as BytesRegex;
 use super::Confidence;
 use super::rules::{PatternRule, RuleSet};
 use super::secret::Secret;
+use super::spares::{self, Spares};
 
 /// Longest match a rule may produce; anything longer is ignored.
 pub const MAX_MATCH_LEN: usize = 128;
@@ -133,7 +134,8 @@ pub struct PatternScanner {
     prepass: Prepass,
     /// What a key allows, for the rules the pre-pass covers.
     key_masks: KeyMasks,
-    verdicts: VerdictPool,
+    /// What finished streams left for the next ones.
+    spares: Spares<PatternParts>,
     /// Rules the pre-pass does not cover, searched the plain way.
     plain: Vec<usize>,
 }
@@ -173,7 +175,7 @@ impl PatternScanner {
             pair_kinds,
             prepass,
             key_masks,
-            verdicts: VerdictPool::default(),
+            spares: Spares::default(),
             plain,
         }
     }
@@ -191,19 +193,35 @@ impl PatternScanner {
 
     /// A stream for one message.
     pub fn stream(&self) -> PatternStream<'_> {
+        let parts = self.spares.take();
+        let mut next = parts.next;
+        next.clear();
+        next.resize(self.scan.len(), 0);
         PatternStream {
             scanner: self,
-            buf: Vec::new(),
+            buf: parts.buf,
             buf_start: 0,
-            next: vec![0; self.scan.len()],
+            next,
             pre_next: 0,
             unscanned: 0,
             pairs: HashMap::new(),
             lists: HashMap::new(),
-            key_verdicts: self.verdicts.take(),
+            key_verdicts: parts.verdicts,
             finished: false,
         }
     }
+}
+
+/// What a finished stream leaves for the next one of its scanner: its
+/// buffer and per-rule offsets, and the verdicts on the keys it met. A
+/// message's base64 payloads and URL-encoded regions get streams of their
+/// own, most a few hundred bytes long, which would otherwise start knowing
+/// no key.
+#[derive(Default)]
+struct PatternParts {
+    verdicts: KeyVerdicts,
+    buf: Vec<u8>,
+    next: Vec<u64>,
 }
 
 struct Held {
@@ -248,8 +266,11 @@ pub struct PatternStream<'a> {
 }
 impl Drop for PatternStream<'_> {
     fn drop(&mut self) {
-        let verdicts = std::mem::take(&mut self.key_verdicts);
-        self.scanner.verdicts.give_back(verdicts);
+        self.scanner.spares.give_back(PatternParts {
+            verdicts: std::mem::take(&mut self.key_verdicts),
+            buf: spares::emptied(std::mem::take(&mut self.buf)),
+            next: std::mem::take(&mut self.next),
+        });
     }
 }
 
@@ -328,7 +349,7 @@ impl PatternStream<'_> {
         for m in late {
             on_match(m);
         }
-        self.buf = Vec::new();
+        self.buf.clear();
         self.pairs.clear();
     }
 
@@ -513,9 +534,7 @@ mod prepass;
 #[path = "patterns_shape.rs"]
 mod shape;
 
-use context::{
-    KeyMasks, KeyVerdicts, VerdictPool, blocked_before, escaped_before, evaluate, join_truncated,
-};
+use context::{KeyMasks, KeyVerdicts, blocked_before, escaped_before, evaluate, join_truncated};
 use prepass::Prepass;
 
 #[cfg(test)]

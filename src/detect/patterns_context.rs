@@ -3,7 +3,6 @@
 //! they need: which key a value is assigned to, and what that key names.
 
 use std::borrow::Cow;
-use std::sync::Mutex;
 
 use super::{HEX_BLOB_LEN, KEY_GAP, LOOKBEHIND, MAX_KEY_LEN, PatternScanner, ScanRule};
 use crate::detect::keys::{Aliases, ByteTrie, NormalizedKey, SUFFIX, normalize_key};
@@ -183,39 +182,6 @@ impl KeyWords {
         self.len == key.len()
             && self.ends == ends
             && (self.middle.is_empty() || *self.middle == *Self::middle(key))
-    }
-}
-
-/// Verdicts that streams of one scanner hand on to later ones: a message's
-/// base64 payloads and URL-encoded regions get streams of their own, most
-/// a few hundred bytes long, which would otherwise start knowing no key.
-/// A stream takes a set when it starts and gives it back when dropped, so
-/// streams scanning at once never wait for each other; at most
-/// [`POOLED_VERDICTS`] sets are kept.
-#[derive(Default)]
-pub(super) struct VerdictPool(Mutex<Vec<KeyVerdicts>>);
-
-/// Sets of verdicts a [`VerdictPool`] keeps: more than streams scan at
-/// once on a machine's cores is rarely needed.
-const POOLED_VERDICTS: usize = 8;
-
-impl VerdictPool {
-    pub(super) fn take(&self) -> KeyVerdicts {
-        let mut pool = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        pool.pop().unwrap_or_default()
-    }
-
-    pub(super) fn give_back(&self, verdicts: KeyVerdicts) {
-        let mut pool = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if pool.len() < POOLED_VERDICTS {
-            pool.push(verdicts);
-        }
     }
 }
 

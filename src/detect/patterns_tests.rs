@@ -625,7 +625,7 @@ fn remembered_key_verdicts_change_nothing() {
     assert_eq!(scan(&warm, msg), want);
     // The last stream's set came back to the scanner, holding verdicts,
     // never more than its slots.
-    let kept = warm.verdicts.take();
+    let kept = warm.spares.take().verdicts;
     assert!(
         (1..=KEY_VERDICTS).contains(&kept.len()),
         "{} verdicts kept",

@@ -10,6 +10,17 @@ pub(crate) struct RecentBytes<const MAX: usize> {
 }
 
 impl<const MAX: usize> RecentBytes<MAX> {
+    /// No bytes yet, kept in `bytes`' allocation.
+    pub(crate) fn reusing(mut bytes: Vec<u8>) -> Self {
+        bytes.clear();
+        RecentBytes { bytes }
+    }
+
+    /// The buffer, for a later stream.
+    pub(crate) fn into_buffer(self) -> Vec<u8> {
+        self.bytes
+    }
+
     /// Appends `chunk`, dropping what is then more than `MAX` bytes back.
     pub(crate) fn remember(&mut self, chunk: &[u8]) {
         append_keeping_last(&mut self.bytes, chunk, MAX);

@@ -19,6 +19,7 @@ use super::known::{KnownValueMatcher, KnownValueStream};
 use super::patterns::{PatternScanner, PatternStream};
 use super::recent::RecentBytes;
 use super::secret::Secret;
+use super::spares::{self, Spares};
 use nested::{Base64Runs, PercentRegions};
 use std::collections::HashMap;
 
@@ -123,7 +124,40 @@ pub struct MessageScan<'d> {
     base64: Base64Runs,
     percent: PercentRegions<'d>,
     best: HashMap<String, Hit>,
+    /// The current chunk's matches, before their evidence is cut.
+    raws: Vec<Raw>,
     reading: Reading,
+}
+
+/// A finished scan's buffers, which the next scan on any thread takes
+/// over (see [`Spares`]): its tails, its base64 run and maps, its matches
+/// and best hits. Nested payloads and header lines are scans of their own.
+#[derive(Default)]
+struct ScanParts {
+    tail: Vec<u8>,
+    history: Vec<u8>,
+    run: Vec<u8>,
+    blocks: Vec<u64>,
+    raws: Vec<Raw>,
+    best: HashMap<String, Hit>,
+}
+
+static SCAN_SPARES: Spares<ScanParts> = Spares::new();
+
+impl Drop for MessageScan<'_> {
+    fn drop(&mut self) {
+        let mut best = std::mem::take(&mut self.best);
+        best.clear();
+        let history = std::mem::take(&mut self.percent.history).into_buffer();
+        SCAN_SPARES.give_back(ScanParts {
+            tail: spares::emptied(std::mem::take(&mut self.tail).into_buffer()),
+            history: spares::emptied(history),
+            run: spares::emptied(std::mem::take(&mut self.base64.run)),
+            blocks: spares::emptied(std::mem::take(&mut self.base64.blocks)),
+            raws: spares::emptied(std::mem::take(&mut self.raws)),
+            best,
+        });
+    }
 }
 
 /// Which detectors read the message.
@@ -169,6 +203,11 @@ impl<'d> MessageScan<'d> {
     }
 
     fn at_depth(detectors: &'d Detectors, chain: Vec<String>, depth: usize) -> MessageScan<'d> {
+        let parts = SCAN_SPARES.take();
+        let mut percent = PercentRegions::default();
+        percent.history = RecentBytes::reusing(parts.history);
+        let mut base64 = Base64Runs::default();
+        (base64.run, base64.blocks) = (parts.run, parts.blocks);
         MessageScan {
             detectors,
             depth,
@@ -177,10 +216,11 @@ impl<'d> MessageScan<'d> {
             patterns: detectors.patterns.stream(),
             keys: detectors.keys.stream(),
             fed: 0,
-            tail: RecentBytes::default(),
-            base64: Base64Runs::default(),
-            percent: PercentRegions::default(),
-            best: HashMap::new(),
+            tail: RecentBytes::reusing(parts.tail),
+            base64,
+            percent,
+            best: parts.best,
+            raws: parts.raws,
             reading: Reading::Text,
         }
     }
@@ -217,16 +257,17 @@ impl<'d> MessageScan<'d> {
             return;
         }
         let text = matches!(self.reading, Reading::Text);
-        let mut raws = Vec::new();
+        let mut raws = std::mem::take(&mut self.raws);
         self.known.feed(chunk, &mut |m| raws.push(known_raw(m)));
         if text {
             self.patterns
                 .feed(chunk, &mut |m| raws.push(pattern_raw(m)));
             self.keys.feed(chunk, &mut |m| raws.push(key_raw(m)));
         }
-        for raw in raws {
+        for raw in raws.drain(..) {
             self.offer(raw, chunk);
         }
+        self.raws = raws;
         if text && self.depth < self.detectors.limits.decode_depth {
             self.nested_base64(chunk, false);
             self.nested_percent(chunk, false);
@@ -252,20 +293,21 @@ impl<'d> MessageScan<'d> {
     pub fn finish(mut self) -> Vec<Hit> {
         self.decide();
         let text = matches!(self.reading, Reading::Text);
-        let mut raws = Vec::new();
+        let mut raws = std::mem::take(&mut self.raws);
         self.known.finish(&mut |m| raws.push(known_raw(m)));
         if text {
             self.patterns.finish(&mut |m| raws.push(pattern_raw(m)));
             self.keys.finish(&mut |m| raws.push(key_raw(m)));
         }
-        for raw in raws {
+        for raw in raws.drain(..) {
             self.offer(raw, &[]);
         }
+        self.raws = raws;
         if text && self.depth < self.detectors.limits.decode_depth {
             self.nested_base64(&[], true);
             self.finish_percent();
         }
-        let mut hits: Vec<Hit> = self.best.into_values().collect();
+        let mut hits: Vec<Hit> = self.best.drain().map(|(_, hit)| hit).collect();
         hits.sort_by(|a, b| a.identifier.cmp(&b.identifier));
         hits
     }

@@ -11,11 +11,11 @@ use crate::detect::classify::{BLOCK, Classifier, HALF, RunShifts, at_least, run_
 /// A base64 run being read, carried across chunks.
 #[derive(Default)]
 pub(in crate::detect::scan) struct Base64Runs {
-    pub(super) run: Vec<u8>,
+    pub(in crate::detect::scan) run: Vec<u8>,
     /// The run grew past the longest token decoded.
     pub(super) overflow: bool,
     /// The current chunk's base64 bitmaps, kept for their allocation.
-    pub(super) blocks: Vec<u64>,
+    pub(in crate::detect::scan) blocks: Vec<u64>,
 }
 
 impl Base64Runs {

@@ -42,7 +42,7 @@ pub(super) struct PercentRegions<'d> {
     /// Created with the first region.
     pub(super) child: Option<Box<MessageScan<'d>>>,
     /// The raw bytes right before `at`, at most `HISTORY`.
-    history: RecentBytes<HISTORY>,
+    pub(super) history: RecentBytes<HISTORY>,
     /// Message offset of the first byte not yet decided on.
     at: u64,
     /// Undecided bytes: a possible escape cut by the end of a chunk.

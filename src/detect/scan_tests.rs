@@ -165,6 +165,27 @@ proptest! {
     }
 }
 
+proptest! {
+    /// Scans take over the buffers finished ones leave (`Spares`), on any
+    /// thread: what a message yields, evidence included, does not depend
+    /// on what was scanned before it, however that was chunked.
+    #[test]
+    fn a_scan_finds_the_same_whatever_was_scanned_before(
+        before in traffic(),
+        text in traffic(),
+        points in proptest::collection::vec(0usize..4000, 0..6),
+    ) {
+        let with_evidence = |hits: Vec<Hit>| {
+            let evidence: Vec<String> = hits.iter().map(|h| h.evidence.clone()).collect();
+            (found(&hits), evidence)
+        };
+        let msg = text.as_bytes();
+        let want = with_evidence(scan_chunks(&[msg]));
+        scan_chunks(&cut(before.as_bytes(), points));
+        prop_assert_eq!(with_evidence(scan_chunks(&[msg])), want);
+    }
+}
+
 /// Plain text decodes to itself: only the region around an escape goes
 /// to the percent-decoded child, however long the message.
 #[test]
