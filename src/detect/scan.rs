@@ -20,7 +20,7 @@ use super::patterns::{PatternScanner, PatternStream};
 use super::recent::RecentBytes;
 use super::secret::Secret;
 use super::spares::{self, Spares};
-use nested::{Base64Runs, PercentRegions};
+use nested::{Base64Runs, PayloadBuffers, PercentRegions};
 use std::collections::HashMap;
 
 /// Bounds on looking inside messages.
@@ -126,6 +126,7 @@ pub struct MessageScan<'d> {
     best: HashMap<String, Hit>,
     /// The current chunk's matches, before their evidence is cut.
     raws: Vec<Raw>,
+    payloads: PayloadBuffers,
     reading: Reading,
 }
 
@@ -140,6 +141,7 @@ struct ScanParts {
     blocks: Vec<u64>,
     raws: Vec<Raw>,
     best: HashMap<String, Hit>,
+    payloads: PayloadBuffers,
 }
 
 static SCAN_SPARES: Spares<ScanParts> = Spares::new();
@@ -156,6 +158,7 @@ impl Drop for MessageScan<'_> {
             blocks: spares::emptied(std::mem::take(&mut self.base64.blocks)),
             raws: spares::emptied(std::mem::take(&mut self.raws)),
             best,
+            payloads: std::mem::take(&mut self.payloads).emptied(),
         });
     }
 }
@@ -221,6 +224,7 @@ impl<'d> MessageScan<'d> {
             percent,
             best: parts.best,
             raws: parts.raws,
+            payloads: parts.payloads,
             reading: Reading::Text,
         }
     }

@@ -103,17 +103,18 @@ impl<'d> MessageScan<'d> {
     /// as a nested message. Called as each run closes: gathering a
     /// chunk's runs first cost an allocation per chunk and its regrowth.
     fn look_into(&mut self, token: &[u8]) {
-        let Some((containers, payload)) = decode_nested(token, self.detectors.limits.nested_output)
-        else {
-            return;
-        };
-        let mut chain = self.chain.clone();
-        chain.extend(containers.into_iter().map(str::to_owned));
-        let mut child = MessageScan::at_depth(self.detectors, chain, self.depth + 1);
-        child.feed(&payload);
-        for hit in child.finish() {
-            self.keep(hit);
+        let mut buffers = std::mem::take(&mut self.payloads);
+        let limit = self.detectors.limits.nested_output;
+        if let Some((containers, payload)) = decode_nested(token, limit, &mut buffers) {
+            let mut chain = self.chain.clone();
+            chain.extend(containers.into_iter().map(str::to_owned));
+            let mut child = MessageScan::at_depth(self.detectors, chain, self.depth + 1);
+            child.feed(payload);
+            for hit in child.finish() {
+                self.keep(hit);
+            }
         }
+        self.payloads = buffers;
     }
 
     /// Feeds the escaped regions of `chunk` to the percent-decoded child;
@@ -340,6 +341,7 @@ fn is_delimiter(b: u8) -> bool {
 
 #[path = "scan_payload.rs"]
 mod payload;
+pub(super) use payload::PayloadBuffers;
 use payload::decode_nested;
 pub use payload::sniff_container;
 #[cfg(test)]

@@ -5,11 +5,37 @@
 use base64::Engine;
 
 use super::MIN_TOKEN;
+use crate::detect::spares;
 use crate::flow::decode::{ContentCoding, StreamDecoder};
 
-/// Decodes a base64 run; returns the containers opened and the payload
-/// when it holds something worth scanning (gzip/zlib data or text).
-pub(super) fn decode_nested(token: &[u8], limit: u64) -> Option<(Vec<&'static str>, Vec<u8>)> {
+/// The buffers a scan decodes base64 payloads into: what a run decodes to,
+/// and what that inflates to. Kept from one payload to the next (and, as
+/// one of a scan's parts, from one scan to the next): a body of analytics
+/// batches holds a payload every few KiB.
+#[derive(Default)]
+pub(in crate::detect::scan) struct PayloadBuffers {
+    decoded: Vec<u8>,
+    inflated: Vec<u8>,
+}
+
+impl PayloadBuffers {
+    /// The buffers emptied for a later scan (see [`spares::emptied`]).
+    pub(in crate::detect::scan) fn emptied(self) -> PayloadBuffers {
+        PayloadBuffers {
+            decoded: spares::emptied(self.decoded),
+            inflated: spares::emptied(self.inflated),
+        }
+    }
+}
+
+/// Decodes a base64 run into `buffers`; returns the containers opened and
+/// the payload when it holds something worth scanning (gzip/zlib data or
+/// text).
+pub(super) fn decode_nested<'b>(
+    token: &[u8],
+    limit: u64,
+    buffers: &'b mut PayloadBuffers,
+) -> Option<(Vec<&'static str>, &'b [u8])> {
     let trimmed = token
         .strip_suffix(b"==")
         .or_else(|| token.strip_suffix(b"="))
@@ -27,17 +53,20 @@ pub(super) fn decode_nested(token: &[u8], limit: u64) -> Option<(Vec<&'static st
     if surely_binary(trimmed, url_safe) {
         return None;
     }
-    decode_payload(trimmed, url_safe, limit)
+    decode_payload(trimmed, url_safe, limit, buffers)
 }
 
-/// Decodes base64 text (without padding) and what it holds.
-pub(in crate::detect::scan) fn decode_payload(
+/// Decodes base64 text (without padding) and what it holds into `buffers`.
+pub(in crate::detect::scan) fn decode_payload<'b>(
     trimmed: &[u8],
     url_safe: bool,
     limit: u64,
-) -> Option<(Vec<&'static str>, Vec<u8>)> {
-    let raw = engine(url_safe).decode(trimmed).ok()?;
-    let compressed = match raw.as_slice() {
+    buffers: &'b mut PayloadBuffers,
+) -> Option<(Vec<&'static str>, &'b [u8])> {
+    let PayloadBuffers { decoded, inflated } = buffers;
+    decoded.clear();
+    engine(url_safe).decode_vec(trimmed, decoded).ok()?;
+    let compressed = match decoded.as_slice() {
         [0x1f, 0x8b, ..] => Some((ContentCoding::Gzip, "gzip")),
         [0x78, flg, ..] if (0x7800u16 | *flg as u16) % 31 == 0 => {
             Some((ContentCoding::Deflate, "zlib"))
@@ -46,16 +75,16 @@ pub(in crate::detect::scan) fn decode_payload(
     };
     let (mut containers, payload) = match compressed {
         Some((coding, name)) => {
-            let mut out = Vec::new();
+            inflated.clear();
             let mut decoder = StreamDecoder::new(&[coding], limit);
-            let _ = decoder.push(&raw, &mut |piece| out.extend_from_slice(piece));
-            let _ = decoder.finish(&mut |piece| out.extend_from_slice(piece));
-            (vec!["base64", name], out)
+            let _ = decoder.push(decoded, &mut |piece| inflated.extend_from_slice(piece));
+            let _ = decoder.finish(&mut |piece| inflated.extend_from_slice(piece));
+            (vec!["base64", name], &inflated[..])
         }
-        None if mostly_text(&raw) => (vec!["base64"], raw),
+        None if mostly_text(decoded) => (vec!["base64"], &decoded[..]),
         None => return None,
     };
-    if let Some(kind) = sniff_container(&payload) {
+    if let Some(kind) = sniff_container(payload) {
         containers.push(kind);
     }
     Some((containers, payload))
