@@ -187,6 +187,11 @@ fn maps_by(
         Some(block) => block_maps(block.try_into().expect("a block")),
         None => {
             let tail = buf.get(at..).unwrap_or_default();
+            // The block after the last, which every walk looks ahead to:
+            // nothing to classify.
+            if tail.is_empty() {
+                return [0; SLOTS];
+            }
             let mut block = [0u8; BLOCK];
             block[..tail.len()].copy_from_slice(tail);
             let inside = u64::MAX
