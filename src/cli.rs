@@ -241,6 +241,14 @@ pub struct PrivacyArgs {
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub decode_depth: usize,
 
+    /// Bytes one nested payload (a base64 run, gunzipped) may decode to; the rest is not read.
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
+    pub nested_limit: u64,
+
+    /// Longest base64 run that is decoded; longer runs are read as text only.
+    #[arg(long, value_name = "SIZE", default_value = "256KiB", value_parser = parse_size)]
+    pub max_base64_run: u64,
+
     /// Replace identifier values with their names in evidence.
     #[arg(long)]
     pub redact: bool,
@@ -256,7 +264,9 @@ impl PrivacyArgs {
             max_rate: self.max_rate,
             scan: crate::detect::scan::ScanLimits {
                 decode_depth: self.decode_depth,
-                ..Default::default()
+                nested_output: self.nested_limit,
+                // Past the address space, no run is longer anyway.
+                max_token: usize::try_from(self.max_base64_run).unwrap_or(usize::MAX),
             },
             redact: self.redact,
         }
@@ -329,6 +339,24 @@ mod tests {
         assert!(parse_size("ten").unwrap_err().contains("1MiB"));
         assert!(parse_size("5 parsecs").unwrap_err().contains("unit"));
         assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn the_nested_decoding_limits_reach_the_scans() {
+        let privacy = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Command::Run(run) => run.privacy.settings().scan,
+            Command::Scan(scan) => scan.privacy.settings().scan,
+            other => panic!("not run or scan: {other:?}"),
+        };
+        assert_eq!(
+            privacy(&["leakscope", "run"]),
+            crate::detect::scan::ScanLimits::default()
+        );
+        let set = ["--nested-limit", "64KiB", "--max-base64-run", "4k"];
+        for sub in [&["leakscope", "run"][..], &["leakscope", "scan", "x.har"]] {
+            let limits = privacy(&[sub, &set[..]].concat());
+            assert_eq!((limits.nested_output, limits.max_token), (64 << 10, 4000));
+        }
     }
 
     #[test]
