@@ -214,9 +214,9 @@ impl PatternScanner {
 
 /// What a finished stream leaves for the next one of its scanner: its
 /// buffer and per-rule offsets, and the verdicts on the keys it met. A
-/// message's base64 payloads and URL-encoded regions get streams of their
-/// own, most a few hundred bytes long, which would otherwise start knowing
-/// no key.
+/// message's base64 payloads, and its URL-encoded regions, get streams of
+/// their own, most a few hundred bytes long, which would otherwise start
+/// knowing no key.
 #[derive(Default)]
 struct PatternParts {
     verdicts: KeyVerdicts,

@@ -2,8 +2,8 @@
 //! take over. A message's allocations (its buffers, per-rule offsets, key
 //! verdicts) cost more than scanning a short one, and short ones are most
 //! of what a proxy scans: the URL and every header line are messages of
-//! their own, and so is every base64 payload and URL-encoded region
-//! nested in a body.
+//! their own, as are every base64 payload nested in a body and the
+//! URL-encoded regions of each message (decoded together).
 
 use std::sync::Mutex;
 
@@ -15,9 +15,9 @@ const KEPT: usize = 8;
 /// message must not hold its memory for the rest of the session.
 pub(crate) const KEPT_CAPACITY: usize = 64 * 1024;
 
-/// Parts of type `T` shared by the streams of one detector, on any
-/// thread: a stream takes one when it starts and gives it back when
-/// dropped, so streams scanning at once never wait for each other.
+/// Parts of type `T` shared by the streams of one detector (or by all
+/// scans), on any thread: a stream takes one when it starts and gives it
+/// back when dropped, so streams scanning at once never share a part.
 pub(crate) struct Spares<T>(Mutex<Vec<T>>);
 
 impl<T> Spares<T> {
