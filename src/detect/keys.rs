@@ -111,7 +111,7 @@ impl KeyScanner {
         KeyScanner {
             rules: rules.clone(),
             candidates: Some(KeyCandidates::new(rules)),
-            spares: Spares::default(),
+            spares: Spares::new(),
         }
     }
 
@@ -121,7 +121,7 @@ impl KeyScanner {
         KeyScanner {
             rules: rules.clone(),
             candidates: None,
-            spares: Spares::default(),
+            spares: Spares::new(),
         }
     }
 
@@ -168,8 +168,8 @@ enum Syntax {
 impl Drop for KeyStream<'_> {
     fn drop(&mut self) {
         self.scanner.spares.give_back(KeyParts {
-            buf: spares::emptied(std::mem::take(&mut self.buf)),
-            starts: spares::emptied(std::mem::take(&mut self.starts)),
+            buf: spares::taken_emptied(&mut self.buf),
+            starts: spares::taken_emptied(&mut self.starts),
         });
     }
 }

@@ -493,3 +493,22 @@ fn a_key_lowercasing_changes_outside_ascii_is_still_read() {
         [p("bank_card", "ban\u{212A}_card", "6222600260001072444")]
     );
 }
+
+/// A finished stream's buffer goes to the next stream of its scanner, but
+/// not once it grew past `KEPT_CAPACITY`: one long message leaves no
+/// buffer that size behind.
+#[test]
+fn the_next_stream_takes_over_a_buffer_unless_it_grew_too_large() {
+    let scanner = KeyScanner::new(&RuleSet::embedded());
+    let scan = |msg: &[u8]| {
+        let mut stream = scanner.stream();
+        stream.feed(msg, &mut |_| {});
+        stream.finish(&mut |_| {});
+    };
+    scan(&[b'x'; 1000]);
+    let next = scanner.stream();
+    assert!(next.buf.is_empty() && next.buf.capacity() >= 1000);
+    drop(next);
+    scan(&vec![b'x'; crate::detect::spares::KEPT_CAPACITY * 2]);
+    assert_eq!(scanner.stream().buf.capacity(), 0);
+}

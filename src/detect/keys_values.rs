@@ -2,6 +2,7 @@
 //! introducer is found: where it ends, and its decoded text.
 
 use super::{KeyStream, MAX_LIST_RAW, MAX_PART_HEADERS, MAX_RAW_VALUE};
+use crate::detect::percent::escape_at;
 
 /// What reading a value gave.
 pub(super) enum Value {
@@ -206,18 +207,17 @@ pub(super) fn truncate(s: &str, max: usize) -> String {
 /// Percent-decoding with `+` as space; malformed escapes are kept as they
 /// are, invalid UTF-8 is replaced.
 pub fn url_decode(raw: &[u8]) -> String {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
         match raw[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < raw.len() => match (hex(raw[i + 1]), hex(raw[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h * 16 + l);
+            b'%' => match escape_at(raw, i) {
+                Some(b) => {
+                    out.push(b);
                     i += 2;
                 }
-                _ => out.push(b'%'),
+                None => out.push(b'%'),
             },
             b => out.push(b),
         }

@@ -150,7 +150,7 @@ impl KnownValueMatcher {
             identifiers,
             apps_needed: MIN_APPS.min(apps.len()),
             apps_counted: apps.len(),
-            spares: Spares::default(),
+            spares: Spares::new(),
         }
     }
 
@@ -170,7 +170,7 @@ impl KnownValueMatcher {
         let parts = self.spares.take();
         let mut stream = KnownValueStream {
             matcher: self,
-            cursor: Cursor::reusing(parts.held),
+            cursor: parts.cursor,
             pending: parts.pending,
             hits: parts.hits,
             latitude: None,
@@ -187,7 +187,7 @@ impl KnownValueMatcher {
 /// A finished stream's buffers, for the next stream of its matcher.
 #[derive(Default)]
 struct KnownParts {
-    held: Vec<u8>,
+    cursor: Cursor,
     pending: Vec<Hit>,
     hits: Vec<Hit>,
     apps_seen: Vec<bool>,
@@ -196,7 +196,7 @@ struct KnownParts {
 impl KnownValueStream<'_> {
     /// Back at the start of a message, keeping the buffers.
     fn restart(&mut self) {
-        self.cursor = Cursor::reusing(std::mem::take(&mut self.cursor).into_held());
+        self.cursor.restart();
         self.pending.clear();
         self.hits.clear();
         (self.latitude, self.longitude, self.location_done) = (None, None, false);
@@ -209,9 +209,9 @@ impl KnownValueStream<'_> {
 impl Drop for KnownValueStream<'_> {
     fn drop(&mut self) {
         self.matcher.spares.give_back(KnownParts {
-            held: spares::emptied(std::mem::take(&mut self.cursor).into_held()),
-            pending: spares::emptied(std::mem::take(&mut self.pending)),
-            hits: spares::emptied(std::mem::take(&mut self.hits)),
+            cursor: std::mem::take(&mut self.cursor),
+            pending: spares::taken_emptied(&mut self.pending),
+            hits: spares::taken_emptied(&mut self.hits),
             apps_seen: std::mem::take(&mut self.apps_seen),
         });
     }

@@ -181,19 +181,15 @@ impl Search {
 }
 
 impl Cursor {
-    /// A cursor at the start of a message, holding its bytes in `held`'s
-    /// allocation (emptied).
-    pub(super) fn reusing(mut held: Vec<u8>) -> Cursor {
+    /// Back at the start of a message, keeping the room of the held bytes
+    /// (at most the longest form).
+    pub(super) fn restart(&mut self) {
+        let mut held = std::mem::take(&mut self.held);
         held.clear();
-        Cursor {
+        *self = Cursor {
             held,
             ..Cursor::default()
-        }
-    }
-
-    /// The held bytes' buffer, for the next cursor.
-    pub(super) fn into_held(self) -> Vec<u8> {
-        self.held
+        };
     }
 
     /// The byte at absolute offset `at`: in the held bytes, or in `chunk`

@@ -18,6 +18,7 @@ pub mod inspector;
 pub mod keys;
 pub mod known;
 pub mod patterns;
+mod percent;
 pub mod profile;
 mod recent;
 pub mod rules;

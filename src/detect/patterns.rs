@@ -175,7 +175,7 @@ impl PatternScanner {
             pair_kinds,
             prepass,
             key_masks,
-            spares: Spares::default(),
+            spares: Spares::new(),
             plain,
         }
     }
@@ -195,7 +195,6 @@ impl PatternScanner {
     pub fn stream(&self) -> PatternStream<'_> {
         let parts = self.spares.take();
         let mut next = parts.next;
-        next.clear();
         next.resize(self.scan.len(), 0);
         PatternStream {
             scanner: self,
@@ -268,8 +267,8 @@ impl Drop for PatternStream<'_> {
     fn drop(&mut self) {
         self.scanner.spares.give_back(PatternParts {
             verdicts: std::mem::take(&mut self.key_verdicts),
-            buf: spares::emptied(std::mem::take(&mut self.buf)),
-            next: std::mem::take(&mut self.next),
+            buf: spares::taken_emptied(&mut self.buf),
+            next: spares::taken_emptied(&mut self.next),
         });
     }
 }

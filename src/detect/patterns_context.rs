@@ -6,6 +6,7 @@ use std::borrow::Cow;
 
 use super::{HEX_BLOB_LEN, KEY_GAP, LOOKBEHIND, MAX_KEY_LEN, PatternScanner, ScanRule};
 use crate::detect::keys::{Aliases, ByteTrie, NormalizedKey, SUFFIX, normalize_key};
+use crate::detect::percent::escape_at;
 use crate::detect::rules::PatternRule;
 use crate::detect::rules::RuleSet;
 
@@ -353,14 +354,7 @@ pub(super) fn blocked_before(rule: &PatternRule, buf: &[u8], i: usize) -> bool {
 
 /// The byte encoded by a `%XX` escape ending right before `buf[i]`.
 pub(super) fn escaped_before(buf: &[u8], i: usize) -> Option<u8> {
-    let esc = buf.get(i.checked_sub(3)?..i)?;
-    // Asked at every candidate, and there is rarely a `%`: it is tested
-    // before the digits are read.
-    if esc[0] != b'%' {
-        return None;
-    }
-    let hex = |b: u8| (b as char).to_digit(16);
-    u8::try_from(hex(esc[1])? * 16 + hex(esc[2])?).ok()
+    escape_at(buf, i.checked_sub(3)?)
 }
 
 fn is_key_byte(b: u8) -> bool {

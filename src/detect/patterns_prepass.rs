@@ -11,9 +11,10 @@
 //! before (decoded when it ends a `%XX` escape, as
 //! [`super::blocked_before`] does). Surviving bits go through table
 //! lookups of the next [`EARLY`] bytes (each must be in the rule's
-//! alphabet while its shortest match goes on). Then the key before the candidate is asked, which turns away
-//! most of what is left. Where the filter's window holds the candidate's
-//! runs, their lengths and first required bytes are read from its bitmaps;
+//! alphabet while its shortest match goes on). Then the key before the
+//! candidate is asked, which turns away most of what is left. Where the
+//! filter's window holds the candidate's runs, their lengths and first
+//! required bytes are read from its bitmaps;
 //! elsewhere the required byte is looked for (once per stretch of text,
 //! not per candidate) and the runs are walked. Tables indexed by run length
 //! then settle every rule's length test at once. Last comes the regex

@@ -10,15 +10,11 @@ pub(crate) struct RecentBytes<const MAX: usize> {
 }
 
 impl<const MAX: usize> RecentBytes<MAX> {
-    /// No bytes yet, kept in `bytes`' allocation.
-    pub(crate) fn reusing(mut bytes: Vec<u8>) -> Self {
-        bytes.clear();
-        RecentBytes { bytes }
-    }
-
-    /// The buffer, for a later stream.
-    pub(crate) fn into_buffer(self) -> Vec<u8> {
-        self.bytes
+    /// No bytes, with the room they took (about twice `MAX` at most) kept
+    /// for a later stream.
+    pub(crate) fn forgotten(mut self) -> Self {
+        self.bytes.clear();
+        self
     }
 
     /// Appends `chunk`, dropping what is then more than `MAX` bytes back.

@@ -20,7 +20,7 @@ use super::patterns::{PatternScanner, PatternStream};
 use super::recent::RecentBytes;
 use super::secret::Secret;
 use super::spares::{self, Spares};
-use nested::{Base64Runs, PayloadBuffers, PercentRegions};
+use nested::{Base64Runs, HISTORY, PayloadBuffers, PercentRegions};
 use std::collections::HashMap;
 
 /// Bounds on looking inside messages.
@@ -135,8 +135,8 @@ pub struct MessageScan<'d> {
 /// and best hits. Nested payloads and header lines are scans of their own.
 #[derive(Default)]
 struct ScanParts {
-    tail: Vec<u8>,
-    history: Vec<u8>,
+    tail: RecentBytes<TAIL>,
+    history: RecentBytes<HISTORY>,
     run: Vec<u8>,
     blocks: Vec<u64>,
     raws: Vec<Raw>,
@@ -150,15 +150,14 @@ impl Drop for MessageScan<'_> {
     fn drop(&mut self) {
         let mut best = std::mem::take(&mut self.best);
         best.clear();
-        let history = std::mem::take(&mut self.percent.history).into_buffer();
         SCAN_SPARES.give_back(ScanParts {
-            tail: spares::emptied(std::mem::take(&mut self.tail).into_buffer()),
-            history: spares::emptied(history),
-            run: spares::emptied(std::mem::take(&mut self.base64.run)),
-            blocks: spares::emptied(std::mem::take(&mut self.base64.blocks)),
-            raws: spares::emptied(std::mem::take(&mut self.raws)),
+            tail: std::mem::take(&mut self.tail).forgotten(),
+            history: std::mem::take(&mut self.percent.history).forgotten(),
+            run: spares::taken_emptied(&mut self.base64.run),
+            blocks: spares::taken_emptied(&mut self.base64.blocks),
+            raws: spares::taken_emptied(&mut self.raws),
             best,
-            payloads: std::mem::take(&mut self.payloads).emptied(),
+            payloads: self.payloads.taken_emptied(),
         });
     }
 }
@@ -208,7 +207,7 @@ impl<'d> MessageScan<'d> {
     fn at_depth(detectors: &'d Detectors, chain: Vec<String>, depth: usize) -> MessageScan<'d> {
         let parts = SCAN_SPARES.take();
         let mut percent = PercentRegions::default();
-        percent.history = RecentBytes::reusing(parts.history);
+        percent.history = parts.history;
         let mut base64 = Base64Runs::default();
         (base64.run, base64.blocks) = (parts.run, parts.blocks);
         MessageScan {
@@ -219,7 +218,7 @@ impl<'d> MessageScan<'d> {
             patterns: detectors.patterns.stream(),
             keys: detectors.keys.stream(),
             fed: 0,
-            tail: RecentBytes::reusing(parts.tail),
+            tail: parts.tail,
             base64,
             percent,
             best: parts.best,
@@ -268,10 +267,7 @@ impl<'d> MessageScan<'d> {
                 .feed(chunk, &mut |m| raws.push(pattern_raw(m)));
             self.keys.feed(chunk, &mut |m| raws.push(key_raw(m)));
         }
-        for raw in raws.drain(..) {
-            self.offer(raw, chunk);
-        }
-        self.raws = raws;
+        self.offer_all(raws, chunk);
         if text && self.depth < self.detectors.limits.decode_depth {
             self.nested_base64(chunk, false);
             self.nested_percent(chunk, false);
@@ -303,10 +299,7 @@ impl<'d> MessageScan<'d> {
             self.patterns.finish(&mut |m| raws.push(pattern_raw(m)));
             self.keys.finish(&mut |m| raws.push(key_raw(m)));
         }
-        for raw in raws.drain(..) {
-            self.offer(raw, &[]);
-        }
-        self.raws = raws;
+        self.offer_all(raws, &[]);
         if text && self.depth < self.detectors.limits.decode_depth {
             self.nested_base64(&[], true);
             self.finish_percent();
@@ -314,6 +307,14 @@ impl<'d> MessageScan<'d> {
         let mut hits: Vec<Hit> = self.best.drain().map(|(_, hit)| hit).collect();
         hits.sort_by(|a, b| a.identifier.cmp(&b.identifier));
         hits
+    }
+
+    /// Offers each of `raws`, whose room is kept for the next chunk's.
+    fn offer_all(&mut self, mut raws: Vec<Raw>, chunk: &[u8]) {
+        for raw in raws.drain(..) {
+            self.offer(raw, chunk);
+        }
+        self.raws = raws;
     }
 
     /// Keeps `raw` if it beats the best hit of its identifier so far. The
@@ -395,10 +396,6 @@ impl<'d> MessageScan<'d> {
         };
         format!("{}{}{}", text(from, start), value, text(end, to))
     }
-}
-
-pub(super) fn hex_value(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
 }
 
 /// Renders bytes for humans: UTF-8 where it is, `\xNN` elsewhere, control

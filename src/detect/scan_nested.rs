@@ -15,7 +15,8 @@
 
 use std::borrow::Cow;
 
-use super::{MessageScan, hex_value};
+use super::MessageScan;
+use crate::detect::percent::escape_at;
 use crate::detect::recent::RecentBytes;
 #[cfg(test)]
 pub(super) use runs::BASE64;
@@ -29,7 +30,7 @@ const TOKEN_BACK: usize = 1024;
 /// Whole tokens kept before the escaped token, for key context.
 const CONTEXT_BACK: usize = 128;
 /// Raw bytes kept for finding a region's start.
-const HISTORY: usize = TOKEN_BACK + CONTEXT_BACK;
+pub(super) const HISTORY: usize = TOKEN_BACK + CONTEXT_BACK;
 /// Bytes a region goes on after its last escape before it may end.
 const AFTER: usize = 256;
 
@@ -305,14 +306,6 @@ fn next_escape(buf: &[u8], from: usize, to: usize) -> Option<usize> {
     memchr::memchr_iter(b'%', &buf[from..to])
         .map(|n| from + n)
         .find(|&e| escape_at(buf, e).is_some())
-}
-
-/// The byte a `%XX` escape at `buf[i]` stands for.
-fn escape_at(buf: &[u8], i: usize) -> Option<u8> {
-    match buf.get(i..i + 3)? {
-        [b'%', h, l] => Some(hex_value(*h)? << 4 | hex_value(*l)?),
-        _ => None,
-    }
 }
 
 /// Bytes that end a token: a region starts after one and ends at one.

@@ -19,11 +19,12 @@ pub(in crate::detect::scan) struct PayloadBuffers {
 }
 
 impl PayloadBuffers {
-    /// The buffers emptied for a later scan (see [`spares::emptied`]).
-    pub(in crate::detect::scan) fn emptied(self) -> PayloadBuffers {
+    /// The buffers, taken out and emptied for a later scan (see
+    /// [`spares::taken_emptied`]).
+    pub(in crate::detect::scan) fn taken_emptied(&mut self) -> PayloadBuffers {
         PayloadBuffers {
-            decoded: spares::emptied(self.decoded),
-            inflated: spares::emptied(self.inflated),
+            decoded: spares::taken_emptied(&mut self.decoded),
+            inflated: spares::taken_emptied(&mut self.inflated),
         }
     }
 }

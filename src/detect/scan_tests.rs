@@ -82,11 +82,7 @@ fn percent_decoded(msg: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(msg.len());
     let mut i = 0;
     while i < msg.len() {
-        let escape = msg.get(i..i + 3).and_then(|e| match e {
-            [b'%', h, l] => Some(hex_value(*h)? << 4 | hex_value(*l)?),
-            _ => None,
-        });
-        match escape {
+        match crate::detect::percent::escape_at(msg, i) {
             Some(b) => (out.push(b), i += 3),
             None => (out.push(msg[i]), i += 1),
         };

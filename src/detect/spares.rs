@@ -26,12 +26,6 @@ impl<T> Spares<T> {
     }
 }
 
-impl<T> Default for Spares<T> {
-    fn default() -> Spares<T> {
-        Spares::new()
-    }
-}
-
 impl<T: Default> Spares<T> {
     /// A part a finished stream left, or a new one.
     pub(crate) fn take(&self) -> T {
@@ -54,9 +48,13 @@ impl<T: Default> Spares<T> {
     }
 }
 
-/// `v` emptied for the next stream, or a new vector in place of one that
-/// grew past [`KEPT_CAPACITY`].
-pub(crate) fn emptied<T>(mut v: Vec<T>) -> Vec<T> {
+/// `v`'s buffer, taken out of it and emptied for the next stream (`v` is
+/// left a new vector); a new vector instead if it grew past
+/// [`KEPT_CAPACITY`]. Emptied as it is given back, so that what it held (a
+/// message's values, hits) is dropped now, not when a later stream takes
+/// it; a stream still resets what it takes.
+pub(crate) fn taken_emptied<T>(v: &mut Vec<T>) -> Vec<T> {
+    let mut v = std::mem::take(v);
     if v.capacity() > KEPT_CAPACITY {
         return Vec::new();
     }
@@ -70,7 +68,7 @@ mod tests {
 
     #[test]
     fn a_part_given_back_is_taken_again_up_to_the_number_kept() {
-        let spares: Spares<Vec<u8>> = Spares::default();
+        let spares: Spares<Vec<u8>> = Spares::new();
         for _ in 0..KEPT + 2 {
             spares.give_back(Vec::with_capacity(100));
         }
@@ -82,9 +80,9 @@ mod tests {
 
     #[test]
     fn an_emptied_buffer_keeps_its_room_unless_it_grew_too_large() {
-        let small = emptied(vec![7u8; 1000]);
+        let small = taken_emptied(&mut vec![7u8; 1000]);
         assert!(small.is_empty() && small.capacity() >= 1000);
-        let large = emptied(vec![7u8; KEPT_CAPACITY + 1]);
+        let large = taken_emptied(&mut vec![7u8; KEPT_CAPACITY + 1]);
         assert_eq!(large.capacity(), 0);
     }
 }
