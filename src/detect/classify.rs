@@ -151,10 +151,13 @@ impl Classifier {
     #[target_feature(enable = "avx2")]
     fn slot_maps_by_nibbles(&self, whole: &[u8], slot: usize, out: &mut Vec<u64>) {
         let nibbles = &self.nibbles[slot];
-        out.extend(whole.chunks_exact(BLOCK).map(|block| {
+        // A loop, not a closure: a closure does not get the target
+        // feature, and whether it is inlined was left to the compiler,
+        // which changed its mind between builds (a call per block).
+        for block in whole.chunks_exact(BLOCK) {
             let halves = nibbles::split(block.try_into().expect("a block"));
-            nibbles::map(&halves, nibbles, self.non_ascii)
-        }));
+            out.push(nibbles::map(&halves, nibbles, self.non_ascii));
+        }
     }
 
     /// The nibble lookups, with AVX2.
