@@ -4,11 +4,13 @@
 
 use std::borrow::Cow;
 
-use super::{HEX_BLOB_LEN, KEY_GAP, LOOKBEHIND, MAX_KEY_LEN, PatternScanner, ScanRule};
+use super::{HEX_BLOB_LEN, PatternScanner, ScanRule};
 use crate::detect::keys::{Aliases, ByteTrie, NormalizedKey, SUFFIX, normalize_key};
 use crate::detect::percent::escape_at;
 use crate::detect::rules::PatternRule;
 use crate::detect::rules::RuleSet;
+use seen::{KeyContexts, KeyOutcome};
+use walk::{inside_token, key_and_reach, nearest_key, opens_array};
 
 /// The key a value is assigned to, and the kind that key names.
 pub(super) struct KeyInfo<'b> {
@@ -62,13 +64,10 @@ impl KeyMasks {
     }
 
     /// The rules of `m` that the key before the value at `buf[s]` allows:
-    /// [`KeyInfo::allows`] for every rule of `m`, with the key's verdict
-    /// taken from `verdicts` when the key was seen before.
-    ///
-    /// Most keys before a candidate name nothing (`ts`, `order_id`,
-    /// `request_id`). When every rule of `m` needs a key naming its kind or
-    /// one of its context keys, a walk back from the key's end through the
-    /// alias tries settles that, without normalising the key.
+    /// [`KeyInfo::allows`] for every rule of `m`. The outcome is taken
+    /// from `verdicts` when the bytes before the value were seen before,
+    /// and the key's verdict when the key was.
+    #[inline]
     pub(super) fn allowed_at(
         &self,
         rules: &RuleSet,
@@ -77,23 +76,79 @@ impl KeyMasks {
         (buf, s): (&[u8], usize),
         m: u64,
     ) -> u64 {
-        let Some(k) = nearest_key(buf, s) else {
+        if inside_token(buf, s) {
             return m & self.keyless;
-        };
-        if m & self.keyless == 0
-            && rules.alias_trie().ends_no_entry(k)
-            && (m & self.context_rules == 0 || self.context_trie.ends_no_entry(k))
-        {
-            return 0;
         }
-        let v = verdicts.get_or_judge(k, |k| self.judge(rules, scan, k));
-        let mut ok = match v.kind {
-            Some(kind) => m & self.by_kind[kind],
-            None if v.deny_context => 0,
-            None => m & self.keyless,
+        let seen = verdicts.contexts.get(buf, s);
+        match seen.and_then(|outcome| self.allowed_by(outcome, m)) {
+            Some(ok) => ok,
+            None => self.allowed_after_walk(rules, scan, verdicts, (buf, s), m),
+        }
+    }
+
+    /// [`KeyMasks::allowed_at`] for a context not seen before: the walk
+    /// to the key, and what the key says.
+    #[inline(never)]
+    fn allowed_after_walk(
+        &self,
+        rules: &RuleSet,
+        scan: &[ScanRule],
+        verdicts: &mut KeyVerdicts,
+        (buf, s): (&[u8], usize),
+        m: u64,
+    ) -> u64 {
+        let (key, reach) = key_and_reach(buf, s);
+        let outcome = match key {
+            None => KeyOutcome::NoKey,
+            Some(k) => self.outcome_of(rules, scan, verdicts, &buf[k], m),
         };
-        ok |= m & v.context;
-        ok
+        if let Some(len) = reach.decided_by(s) {
+            verdicts.contexts.put(buf, s, len, outcome);
+        }
+        self.allowed_by(outcome, m).unwrap_or(0)
+    }
+
+    /// What `key` says, as far as `m` needs: most keys before a candidate
+    /// name nothing (`ts`, `order_id`, `request_id`), and when every rule
+    /// of `m` needs a key naming its kind or one of its context keys, a
+    /// walk back from the key's end through the alias tries settles that,
+    /// without normalising the key.
+    fn outcome_of(
+        &self,
+        rules: &RuleSet,
+        scan: &[ScanRule],
+        verdicts: &mut KeyVerdicts,
+        key: &[u8],
+        m: u64,
+    ) -> KeyOutcome {
+        if m & self.keyless == 0 && rules.alias_trie().ends_no_entry(key) {
+            let context_too = self.context_trie.ends_no_entry(key);
+            if context_too || m & self.context_rules == 0 {
+                return KeyOutcome::NamesNothing { context_too };
+            }
+        }
+        KeyOutcome::Judged(verdicts.get_or_judge(key, |k| self.judge(rules, scan, k)))
+    }
+
+    /// The rules of `m` that `outcome` allows; `None` when it does not
+    /// say (a key that names nothing, asked about rules without a key).
+    #[inline]
+    fn allowed_by(&self, outcome: KeyOutcome, m: u64) -> Option<u64> {
+        match outcome {
+            KeyOutcome::NoKey => Some(m & self.keyless),
+            KeyOutcome::NamesNothing { context_too } => {
+                let settled = m & self.keyless == 0 && (context_too || m & self.context_rules == 0);
+                settled.then_some(0)
+            }
+            KeyOutcome::Judged(v) => {
+                let ok = match v.kind {
+                    Some(kind) => m & self.by_kind[kind],
+                    None if v.deny_context => 0,
+                    None => m & self.keyless,
+                };
+                Some(ok | m & v.context)
+            }
+        }
     }
 
     /// What `key` says about every rule: see [`KeyVerdict`].
@@ -117,7 +172,7 @@ impl KeyMasks {
 }
 
 /// What one key says about the pre-pass rules, whatever the value.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) struct KeyVerdict {
     /// The kind the key names: that kind's rules are allowed, no others.
     kind: Option<usize>,
@@ -142,6 +197,8 @@ pub(super) struct KeyVerdicts {
     /// Empty until the first key is judged (streams hand sets on, and most
     /// never judge one); then `KEY_VERDICTS` slots.
     slots: Vec<Option<(KeyWords, KeyVerdict)>>,
+    /// What the keys before values said, by the bytes before the values.
+    contexts: KeyContexts,
 }
 
 /// Slots of a [`KeyVerdicts`] (each key at most `MAX_KEY_LEN` bytes;
@@ -357,129 +414,11 @@ pub(super) fn escaped_before(buf: &[u8], i: usize) -> Option<u8> {
     escape_at(buf, i.checked_sub(3)?)
 }
 
-fn is_key_byte(b: u8) -> bool {
-    NEAR_KEY[usize::from(b)] & KEY_BYTE != 0
-}
+#[path = "patterns_context_seen.rs"]
+mod seen;
 
-/// What a byte can be next to a key, one bit each: read from a table, as
-/// every candidate the key decides walks back over several of them.
-static NEAR_KEY: [u8; 256] = {
-    let mut table = [0; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        let key =
-            c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-' | b'[' | b']') || c >= 0x80;
-        let filler = matches!(c, b' ' | b'\t' | b'"' | b'\'' | b'\\');
-        table[b] = if key { KEY_BYTE } else { 0 } | if filler { FILLER } else { 0 };
-        b += 1;
-    }
-    table
-};
-const KEY_BYTE: u8 = 1;
-const FILLER: u8 = 2;
-
-/// Length of a quoting/spacing token ending at `buf[..i]` (a quote, space,
-/// tab, backslash, `[`, or their URL encodings), or 0.
-fn filler_before(buf: &[u8], lo: usize, i: usize, value_side: bool) -> usize {
-    if i <= lo {
-        return 0;
-    }
-    let b = buf[i - 1];
-    if NEAR_KEY[usize::from(b)] & FILLER != 0 || (value_side && b == b'[') {
-        return 1;
-    }
-    if i >= lo + 3 && buf[i - 3] == b'%' {
-        let code = [buf[i - 2], buf[i - 1].to_ascii_uppercase()];
-        let fillers: &[&[u8; 2]] = if value_side {
-            &[b"22", b"27", b"20", b"5B"]
-        } else {
-            &[b"22", b"27", b"20"]
-        };
-        if fillers.contains(&&code) {
-            return 3;
-        }
-    }
-    0
-}
-
-/// True if the value at `buf[s]` is the first element of an array: only
-/// quotes and spaces (plain or URL-encoded) lie between it and a `[`.
-fn opens_array(buf: &[u8], s: usize) -> bool {
-    let lo = s.saturating_sub(LOOKBEHIND);
-    let mut i = s;
-    loop {
-        let n = filler_before(buf, lo, i, false);
-        if n == 0 {
-            break;
-        }
-        i -= n;
-    }
-    i > lo && (buf[i - 1] == b'[' || escaped_before(buf, i) == Some(b'['))
-}
-
-/// The key the value starting at `buf[s]` is assigned to: the token before
-/// `=`/`:` (plain or URL-encoded), or the element name of `<key>value`,
-/// skipping quotes and spaces, ending at most `KEY_GAP` bytes before `s`.
-fn nearest_key(buf: &[u8], s: usize) -> Option<&[u8]> {
-    let lo = s.saturating_sub(LOOKBEHIND);
-    let mut i = s;
-    loop {
-        let n = filler_before(buf, lo, i, true);
-        if n == 0 {
-            break;
-        }
-        i -= n;
-    }
-    if i <= lo {
-        return None;
-    }
-    match buf[i - 1] {
-        b':' | b'=' => i -= 1,
-        b'>' => {
-            let gt = i - 1;
-            let lt = buf[lo..gt].iter().rposition(|b| *b == b'<')? + lo;
-            let tag = &buf[lt + 1..gt];
-            let ok = !tag.is_empty()
-                && tag.len() <= MAX_KEY_LEN
-                && tag.iter().all(|b| is_key_byte(*b))
-                && s - gt <= KEY_GAP;
-            return ok.then_some(tag);
-        }
-        _ if i >= lo + 3
-            && buf[i - 3] == b'%'
-            && (buf[i - 2] == b'3')
-            && matches!(buf[i - 1].to_ascii_uppercase(), b'A' | b'D') =>
-        {
-            i -= 3;
-        }
-        _ => return None,
-    }
-    loop {
-        let n = filler_before(buf, lo, i, false);
-        if n == 0 {
-            break;
-        }
-        i -= n;
-    }
-    let key_end = i;
-    // One bound, not two tested per byte: the walk is most of the cost of
-    // finding a key.
-    let stop = lo.max(key_end.saturating_sub(MAX_KEY_LEN));
-    i = match buf[stop..key_end].iter().rposition(|&b| !is_key_byte(b)) {
-        Some(j) => stop + j + 1,
-        None => stop,
-    };
-    // `%22gaid`: the token swallowed the hex digits of an escaped quote.
-    if i > lo
-        && buf[i - 1] == b'%'
-        && key_end - i > 2
-        && buf[i..i + 2].iter().all(u8::is_ascii_hexdigit)
-    {
-        i += 2;
-    }
-    (i < key_end && s - key_end <= KEY_GAP).then(|| &buf[i..key_end])
-}
+#[path = "patterns_context_walk.rs"]
+mod walk;
 
 #[cfg(test)]
 #[path = "patterns_context_tests.rs"]

@@ -1,6 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::detect::patterns::MAX_KEY_LEN;
 
 /// Keys from two bytes, so that different keys often share their ends.
 fn key() -> impl Strategy<Value = Vec<u8>> {
@@ -81,4 +82,180 @@ proptest! {
         let want = &key[key.len().saturating_sub(MAX_KEY_LEN)..];
         prop_assert_eq!(nearest_key(&text, s), Some(want));
     }
+}
+
+/// Bytes that steer the key walk: key bytes, quotes and spaces, what ends
+/// a key, `<`, and the pieces of `%22`, `%3A`, `%3D` and `%5B`.
+/// Short texts too, so that keys often run to the start; and often an
+/// escape right before the value.
+fn key_syntax() -> impl Strategy<Value = Vec<u8>> {
+    let bytes = |len| {
+        proptest::collection::vec(
+            prop::sample::select(b"ab_.-[]\"' \t\\:=<>%235ABD&,{".to_vec()),
+            len,
+        )
+    };
+    let escape = prop::sample::select(vec!["", "", "%3A", "%3d", "%22", "%5B", "%20"]);
+    (prop_oneof![bytes(0..8), bytes(0..80)], escape).prop_map(|(mut text, escape)| {
+        text.extend_from_slice(escape.as_bytes());
+        text
+    })
+}
+
+proptest! {
+    /// What [`Reach`] claims: a walk that bytes alone decided gives the
+    /// same key, at the same distance, wherever those bytes come again,
+    /// whatever comes before them.
+    #[test]
+    fn a_key_walk_answers_the_same_wherever_its_bytes_come_again(
+        text in key_syntax(),
+        prefix in proptest::collection::vec(any::<u8>(), 0..120),
+    ) {
+        let s = text.len();
+        let (key, reach) = key_and_reach(&text, s);
+        if let Some(len) = reach.decided_by(s) {
+            let mut moved = prefix;
+            moved.extend_from_slice(&text[s - len..]);
+            let s2 = moved.len();
+            moved.push(b'v');
+            let (key2, reach2) = key_and_reach(&moved, s2);
+            let from_end = |k: Option<std::ops::Range<usize>>, at: usize| k.map(|k| (at - k.start, at - k.end));
+            prop_assert_eq!(from_end(key2, s2), from_end(key, s));
+            prop_assert_eq!(reach2.decided_by(s2), Some(len));
+        }
+    }
+
+    /// The shortcut before the walk never says "no key" where the walk
+    /// finds one.
+    #[test]
+    fn a_value_inside_a_token_has_no_key(text in key_syntax()) {
+        let s = text.len();
+        if inside_token(&text, s) {
+            prop_assert_eq!(nearest_key(&text, s), None);
+        }
+    }
+
+    /// Outcomes remembered by context change nothing: every position of a
+    /// text of keys and values, asked about any rules, is answered as by a
+    /// lookup that remembers nothing, with the contexts of the whole text
+    /// (asked twice over) remembered.
+    #[test]
+    fn remembered_contexts_change_no_answer(
+        pieces in proptest::collection::vec(
+            (
+                prop::sample::select(vec![
+                    "imei", "gaid", "oaid", "device_imei", "ts", "order_id", "request_id",
+                    "x", "adid", "%22gaid%22", "lat", "bank_card", "k", "id", "aid",
+                ]),
+                prop::sample::select(vec!["\":\"", "=", "%3A", "%3D", ": ", "\":", ">", "\":[\""]),
+                prop::sample::select(vec![
+                    "490154203237518", "38400000-8cf0-11bd-b23e-10b96e40000d", "a0b1c2d3e4f5",
+                    "13800138000", "x@y.cn", "39.9088",
+                ]),
+                prop::sample::select(vec!["\",\"", "&", "<", " ", "\n", "}"]),
+            ),
+            1..12,
+        ),
+        asks in proptest::collection::vec(any::<u64>(), 1..4),
+    ) {
+        let text: String = pieces.iter().map(|(k, sep, v, end)| format!("{k}{sep}{v}{end}")).collect();
+        let buf = text.as_bytes();
+        let scanner = PatternScanner::new(&RuleSet::embedded());
+        let (masks, rules, scan) = (&scanner.key_masks, &scanner.rules, &scanner.scan[..]);
+        let all = u64::MAX >> (64 - scanner.prepass.rules.len());
+        let mut warm = KeyVerdicts::default();
+        for _ in 0..2 {
+            for s in 0..buf.len() {
+                for &m in &asks {
+                    let m = m & all;
+                    let fresh = masks.allowed_at(rules, scan, &mut KeyVerdicts::default(), (buf, s), m);
+                    let remembered = masks.allowed_at(rules, scan, &mut warm, (buf, s), m);
+                    prop_assert_eq!(remembered, fresh, "at {} in {:?}", s, text);
+                }
+            }
+        }
+    }
+}
+
+/// The walks before common values are decided by their bytes: the
+/// contexts the lookup remembers.
+#[test]
+fn common_contexts_are_decided_by_their_bytes() {
+    let cases: [(&str, Option<usize>, Option<&str>); 5] = [
+        ("{\"request_id\":\"", Some(14), Some("request_id")),
+        ("x&ts=", Some(4), Some("ts")),
+        ("\nX-Request-Id: ", Some(15), Some("X-Request-Id")),
+        ("a,\"sha256\":\"", Some(10), Some("sha256")),
+        // A key running to the start of the buffer: the start decided it.
+        ("imei=", None, Some("imei")),
+    ];
+    for (text, decided, want) in cases {
+        let s = text.len();
+        let (key, reach) = key_and_reach(text.as_bytes(), s);
+        assert_eq!(key.map(|k| &text[k]), want, "{text}");
+        assert_eq!(reach.decided_by(s), decided, "{text}");
+    }
+}
+
+/// A remembered outcome answers for the bytes it was remembered for, and
+/// only for them: a byte changed inside the context loses it, one changed
+/// before it does not.
+#[test]
+fn a_context_is_found_again_only_where_its_bytes_are() {
+    let first = b"..........................{\"md5\":\"";
+    let s = first.len();
+    let mut contexts = KeyContexts::default();
+    let named = KeyOutcome::NamesNothing { context_too: true };
+    contexts.put(first, s, 7, named);
+    assert_eq!(contexts.get(first, s), Some(named));
+    let mut elsewhere = b"zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz,\"md5\":\"".to_vec();
+    let s2 = elsewhere.len();
+    assert_eq!(contexts.get(&elsewhere, s2), Some(named));
+    elsewhere[s2 - 8] = b'[';
+    assert_eq!(
+        contexts.get(&elsewhere, s2),
+        Some(named),
+        "the byte before the context"
+    );
+    elsewhere[s2 - 5] = b'D';
+    assert_eq!(contexts.get(&elsewhere, s2), None, "a byte of the key");
+    elsewhere[s2 - 5] = b'd';
+    elsewhere[s2 - 7] = b'\'';
+    assert_eq!(
+        contexts.get(&elsewhere, s2),
+        None,
+        "the context's first byte"
+    );
+    // Too near the start to look back a whole span: not looked up.
+    assert_eq!(contexts.get(&first[s - 20..], 20), None);
+    // The same context again replaces its outcome.
+    contexts.put(first, s, 7, KeyOutcome::NoKey);
+    assert_eq!(contexts.get(first, s), Some(KeyOutcome::NoKey));
+    assert_eq!(contexts.len(), 1);
+}
+
+/// The lookup asks the remembered contexts first: an outcome planted for
+/// a context is what it answers there.
+#[test]
+fn the_key_lookup_answers_from_remembered_contexts() {
+    let scanner = PatternScanner::new(&RuleSet::embedded());
+    let (masks, rules, scan) = (&scanner.key_masks, &scanner.rules, &scanner.scan[..]);
+    let text = b"................................{\"zz\":\"490154203237518\"";
+    let s = text.iter().rposition(|&b| b == b':').unwrap() + 2;
+    let all = u64::MAX >> (64 - scanner.prepass.rules.len());
+    let mut verdicts = KeyVerdicts::default();
+    let keyed = masks.allowed_at(rules, scan, &mut verdicts, (text, s), all);
+    assert_eq!(verdicts.contexts.len(), 1, "the context is remembered");
+    let imei = rules.kinds().iter().position(|k| k.id == "imei").unwrap();
+    let planted = KeyVerdict {
+        kind: Some(imei),
+        deny_context: false,
+        context: 0,
+    };
+    verdicts
+        .contexts
+        .put(text, s, 7, KeyOutcome::Judged(planted));
+    let now = masks.allowed_at(rules, scan, &mut verdicts, (text, s), all);
+    assert_eq!(now, all & masks.by_kind[imei]);
+    assert_ne!(now, keyed);
 }
