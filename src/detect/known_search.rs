@@ -7,7 +7,8 @@
 
 use aho_corasick::automaton::{Automaton, StateID};
 use aho_corasick::dfa::DFA;
-use aho_corasick::{Anchored, MatchKind, StartKind};
+use aho_corasick::packed;
+use aho_corasick::{Anchored, MatchKind, Span, StartKind};
 use std::ops::Range;
 
 use crate::detect::recent::append_keeping_last;
@@ -30,6 +31,12 @@ pub(super) struct Hit {
 /// is looked for once all of it has been fed: the last `max_len - 1` bytes
 /// of a chunk are held back, and searched joined to the next chunk's first
 /// bytes (or alone at the end of the message).
+///
+/// Each sampled window costs a lookup, so the sampling distance decides the
+/// cost, and the shortest form decides the distance. A profile's few
+/// shortest forms (a location's decimals, an SSID) are found by a packed
+/// SIMD searcher instead ([`ShortForms`]), and the windows lie as far apart
+/// as the rest allow.
 ///
 /// An Aho-Corasick DFA would carry its state across chunks instead, but it
 /// costs a dependent lookup per byte into a table of megabytes, which cache
@@ -102,11 +109,16 @@ impl Search {
         })
     }
 
-    /// True when the sampled filter finds the forms (none is shorter than
-    /// 4 bytes), false when the automaton walks every byte.
+    /// How the forms are found: `"sampled"` (none is shorter than 4
+    /// bytes), `"sampled+packed"` (the short ones by the packed searcher),
+    /// or `"automaton"` (it walks every byte).
     #[cfg(test)]
-    pub(super) fn is_sampled(&self) -> bool {
-        matches!(self.how, How::Sampled(_))
+    pub(super) fn path(&self) -> &'static str {
+        match &self.how {
+            How::Sampled(f) if f.short.is_some() => "sampled+packed",
+            How::Sampled(_) => "sampled",
+            How::Automaton { .. } => "automaton",
+        }
     }
 
     /// Appends to `hits`, in no particular order, the occurrences that
@@ -272,21 +284,25 @@ struct Filter {
     /// bucket count, so `starts[b]..starts[b + 1]` is bucket `b`).
     starts: Vec<usize>,
     patterns: Vec<Vec<u8>>,
-    /// Distance between sampled windows: shortest pattern length - 3.
+    /// Distance between sampled windows: shortest sampled pattern's length
+    /// minus 3.
     stride: usize,
+    /// The forms shorter than `SHORT_FORM`, when a packed searcher finds
+    /// them; the sampled windows then serve only the longer ones.
+    short: Option<ShortForms>,
 }
 
 impl Filter {
     fn new(patterns: &[Vec<u8>]) -> Option<Filter> {
-        let stride = patterns
-            .iter()
-            .map(Vec::len)
-            .min()?
-            .checked_sub(3)
-            .filter(|s| *s > 0)?;
+        if patterns.iter().any(|p| p.len() < 4) {
+            return None;
+        }
+        let short = ShortForms::new(patterns);
+        let sampled = |p: &Vec<u8>| short.is_none() || p.len() >= SHORT_FORM;
+        let stride = patterns.iter().filter(|p| sampled(p)).map(Vec::len).min()? - 3;
         let mut bits = Box::new([0u64; 1 << (FILTER_BITS - 6)]);
         let mut grams = Vec::new();
-        for (id, pattern) in patterns.iter().enumerate() {
+        for (id, pattern) in patterns.iter().enumerate().filter(|(_, p)| sampled(p)) {
             for offset in 0..stride {
                 let Some(gram) = gram(pattern, offset) else {
                     continue;
@@ -310,6 +326,7 @@ impl Filter {
             starts,
             patterns: patterns.to_vec(),
             stride,
+            short,
         })
     }
 
@@ -326,8 +343,16 @@ impl Filter {
 
     /// Appends the occurrences in `chunk` (at absolute offset `base`) that
     /// start in `starts` and end inside `chunk`.
-    #[inline(never)]
     fn find(&self, chunk: &[u8], starts: Range<usize>, base: u64, hits: &mut Vec<Hit>) {
+        if let Some(short) = &self.short {
+            short.find(&self.patterns, chunk, starts.clone(), base, hits);
+        }
+        self.sample(chunk, starts, base, hits);
+    }
+
+    /// [`Filter::find`] for the sampled forms.
+    #[inline(never)]
+    fn sample(&self, chunk: &[u8], starts: Range<usize>, base: u64, hits: &mut Vec<Hit>) {
         let (from, tail) = (starts.start, starts.end);
         let stride = self.stride;
         // The window that samples an occurrence starting at `s` is at most
@@ -378,6 +403,73 @@ impl Filter {
                     end: base + (start + pattern.len()) as u64,
                 });
             }
+        }
+    }
+}
+
+/// Forms shorter than this go to [`ShortForms`] when there are few of
+/// them: the sampled windows then lie `SHORT_FORM - 3` bytes apart at
+/// least. A profile's shortest forms are few (a location's decimals, an
+/// SSID and the first bytes of its base64); with them sampled, every third
+/// byte was looked up.
+const SHORT_FORM: usize = 12;
+/// The most short forms a packed searcher takes; with more, all forms are
+/// sampled as before. Teddy, the packed searcher, slows down past a few
+/// dozen patterns.
+const MAX_SHORT_FORMS: usize = 32;
+
+/// The short forms, found by a packed (SIMD) searcher.
+struct ShortForms {
+    searcher: packed::Searcher,
+    /// Their indices among the forms.
+    ids: Vec<usize>,
+}
+
+impl ShortForms {
+    /// `None` when there are none, too many, no longer form to sample, or
+    /// no packed searcher for this CPU.
+    fn new(patterns: &[Vec<u8>]) -> Option<ShortForms> {
+        let ids: Vec<usize> = (0..patterns.len())
+            .filter(|&i| patterns[i].len() < SHORT_FORM)
+            .collect();
+        let some_long = ids.len() < patterns.len();
+        if ids.is_empty() || ids.len() > MAX_SHORT_FORMS || !some_long {
+            return None;
+        }
+        let searcher = packed::Searcher::new(ids.iter().map(|&i| &patterns[i]))?;
+        Some(ShortForms { searcher, ids })
+    }
+
+    /// [`Filter::find`] for the short forms: every start where one occurs,
+    /// and there every form that occurs (the searcher reports one
+    /// leftmost match at a time).
+    fn find(
+        &self,
+        patterns: &[Vec<u8>],
+        chunk: &[u8],
+        starts: Range<usize>,
+        base: u64,
+        hits: &mut Vec<Hit>,
+    ) {
+        let mut at = starts.start;
+        while at < starts.end {
+            let Some(m) = self.searcher.find_in(chunk, Span::from(at..chunk.len())) else {
+                return;
+            };
+            let start = m.start();
+            if start >= starts.end {
+                return;
+            }
+            for &id in &self.ids {
+                let form = &patterns[id];
+                if chunk[start..].starts_with(form) {
+                    hits.push(Hit {
+                        pattern: id,
+                        end: base + (start + form.len()) as u64,
+                    });
+                }
+            }
+            at = start + 1;
         }
     }
 }

@@ -375,11 +375,68 @@ fn short_forms() -> &'static (KnownValueMatcher, Vec<Form>) {
     })
 }
 
+/// A profile with more forms under 12 bytes than the packed searcher
+/// takes, so that every form is sampled, every third byte.
+const MANY_SHORT_FORMS: &str = r#"
+imei = "490154203237518"
+ssid = "HomeNet"
+location = { lat = 39.9088, lon = 116.3975 }
+[custom]
+a = "Kx7q"
+b = "zeta9"
+c = "Mo-Li"
+d = "Qu_1"
+"#;
+
+fn many_short_forms() -> &'static (KnownValueMatcher, Vec<Form>) {
+    static MANY: std::sync::OnceLock<(KnownValueMatcher, Vec<Form>)> = std::sync::OnceLock::new();
+    MANY.get_or_init(|| {
+        let p = profile(MANY_SHORT_FORMS);
+        (KnownValueMatcher::new(&p), single_forms_of(&p))
+    })
+}
+
 #[test]
 fn each_profile_takes_the_search_path_its_tests_mean() {
-    let sampled = |m: &KnownValueMatcher| m.search.as_ref().map(Search::is_sampled);
-    assert_eq!(sampled(example()), Some(true));
-    assert_eq!(sampled(&short_forms().0), Some(false));
+    let path = |m: &KnownValueMatcher| m.search.as_ref().map(Search::path);
+    // The packed searcher needs SIMD (SSSE3 or NEON); without it the
+    // example's forms are all sampled.
+    let packed = if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+        "sampled+packed"
+    } else {
+        "sampled"
+    };
+    assert_eq!(path(example()), Some(packed));
+    assert_eq!(path(&many_short_forms().0), Some("sampled"));
+    assert_eq!(path(&short_forms().0), Some("automaton"));
+}
+
+/// Every occurrence of a short form is found, also where occurrences
+/// overlap at consecutive starts and two forms start at the same byte, in
+/// one chunk or fed a byte at a time.
+#[test]
+fn overlapping_short_forms_are_each_found() {
+    let forms = [
+        b"aaaa".to_vec(),
+        b"aaaab".to_vec(),
+        b"0123456789abcdef".to_vec(),
+    ];
+    let search = Search::new(&forms).expect("forms");
+    if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+        assert_eq!(search.path(), "sampled+packed");
+    }
+    let msg = b"xaaaaaab";
+    for size in [msg.len(), 1] {
+        let (mut cursor, mut hits) = (Cursor::default(), Vec::new());
+        for chunk in msg.chunks(size) {
+            search.feed(&mut cursor, chunk, &mut hits);
+            cursor.advance(chunk);
+        }
+        search.finish(&mut cursor, &mut hits);
+        let mut got: Vec<(usize, u64)> = hits.iter().map(|h| (h.pattern, h.end)).collect();
+        got.sort_unstable();
+        assert_eq!(got, [(0, 5), (0, 6), (0, 7), (1, 8)], "chunks of {size}");
+    }
 }
 
 #[test]
@@ -473,6 +530,30 @@ proptest! {
         let whole = search(example(), &msg);
         prop_assert_eq!(sorted(whole.clone()), oracle(&msg));
         prop_assert_eq!(search_chunked(example(), &msg, &sizes), whole);
+    }
+
+    /// The same where every form is sampled: too many are short for the
+    /// packed searcher. Forms overlap themselves and each other here
+    /// (`Kx7qKx7q`, a base64 fragment inside a longer one).
+    #[test]
+    fn sampling_every_form_agrees_with_brute_force_at_any_chunking(
+        parts in prop::collection::vec(
+            prop_oneof![
+                "[0-9a-fKxq7 .:+-]{0,12}",
+                any::<prop::sample::Index>().prop_map(|i| {
+                    let forms = &many_short_forms().1;
+                    String::from_utf8_lossy(&forms[i.index(forms.len())].bytes).into_owned()
+                }),
+            ],
+            0..12,
+        ),
+        sizes in chunking(),
+    ) {
+        let (matcher, forms) = many_short_forms();
+        let msg = parts.concat().into_bytes();
+        let whole = search(matcher, &msg);
+        prop_assert_eq!(sorted(whole.clone()), oracle_of(forms, &msg));
+        prop_assert_eq!(search_chunked(matcher, &msg, &sizes), whole);
     }
 
     /// The same for the automaton, which serves profiles with a form too
