@@ -25,6 +25,7 @@ pub mod rules;
 pub mod scan;
 pub mod sdk;
 pub mod secret;
+mod seen;
 mod spares;
 pub mod validate;
 pub mod verdict;

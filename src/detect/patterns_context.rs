@@ -9,7 +9,7 @@ use crate::detect::keys::{Aliases, ByteTrie, NormalizedKey, SUFFIX, normalize_ke
 use crate::detect::percent::escape_at;
 use crate::detect::rules::PatternRule;
 use crate::detect::rules::RuleSet;
-use seen::{KeyContexts, KeyOutcome};
+use crate::detect::seen::SeenContexts;
 use walk::{inside_token, key_and_reach, nearest_key, opens_array};
 
 /// The key a value is assigned to, and the kind that key names.
@@ -183,6 +183,20 @@ pub(super) struct KeyVerdict {
     context: u64,
 }
 
+/// What the key before a value says.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(super) enum KeyOutcome {
+    /// No key before the value.
+    #[default]
+    NoKey,
+    /// A key no alias ends, and, with `context_too`, no context key
+    /// either: it names nothing, and no rule that needs a key allows it.
+    /// Whether its values are identifiers at all was not asked.
+    NamesNothing { context_too: bool },
+    /// The key's verdict.
+    Judged(KeyVerdict),
+}
+
 /// Keys the pre-pass has judged in one stream, by their bytes. Traffic
 /// repeats a few dozen keys (an analytics batch's every record has the same
 /// ones), and judging a key means decoding, normalising and looking it up.
@@ -198,7 +212,7 @@ pub(super) struct KeyVerdicts {
     /// never judge one); then `KEY_VERDICTS` slots.
     slots: Vec<Option<(KeyWords, KeyVerdict)>>,
     /// What the keys before values said, by the bytes before the values.
-    contexts: KeyContexts,
+    contexts: SeenContexts<KeyOutcome>,
 }
 
 /// Slots of a [`KeyVerdicts`] (each key at most `MAX_KEY_LEN` bytes;
@@ -413,9 +427,6 @@ pub(super) fn blocked_before(rule: &PatternRule, buf: &[u8], i: usize) -> bool {
 pub(super) fn escaped_before(buf: &[u8], i: usize) -> Option<u8> {
     escape_at(buf, i.checked_sub(3)?)
 }
-
-#[path = "patterns_context_seen.rs"]
-mod seen;
 
 #[path = "patterns_context_walk.rs"]
 mod walk;

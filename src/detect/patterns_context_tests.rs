@@ -197,43 +197,6 @@ fn common_contexts_are_decided_by_their_bytes() {
     }
 }
 
-/// A remembered outcome answers for the bytes it was remembered for, and
-/// only for them: a byte changed inside the context loses it, one changed
-/// before it does not.
-#[test]
-fn a_context_is_found_again_only_where_its_bytes_are() {
-    let first = b"..........................{\"md5\":\"";
-    let s = first.len();
-    let mut contexts = KeyContexts::default();
-    let named = KeyOutcome::NamesNothing { context_too: true };
-    contexts.put(first, s, 7, named);
-    assert_eq!(contexts.get(first, s), Some(named));
-    let mut elsewhere = b"zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz,\"md5\":\"".to_vec();
-    let s2 = elsewhere.len();
-    assert_eq!(contexts.get(&elsewhere, s2), Some(named));
-    elsewhere[s2 - 8] = b'[';
-    assert_eq!(
-        contexts.get(&elsewhere, s2),
-        Some(named),
-        "the byte before the context"
-    );
-    elsewhere[s2 - 5] = b'D';
-    assert_eq!(contexts.get(&elsewhere, s2), None, "a byte of the key");
-    elsewhere[s2 - 5] = b'd';
-    elsewhere[s2 - 7] = b'\'';
-    assert_eq!(
-        contexts.get(&elsewhere, s2),
-        None,
-        "the context's first byte"
-    );
-    // Too near the start to look back a whole span: not looked up.
-    assert_eq!(contexts.get(&first[s - 20..], 20), None);
-    // The same context again replaces its outcome.
-    contexts.put(first, s, 7, KeyOutcome::NoKey);
-    assert_eq!(contexts.get(first, s), Some(KeyOutcome::NoKey));
-    assert_eq!(contexts.len(), 1);
-}
-
 /// The lookup asks the remembered contexts first: an outcome planted for
 /// a context is what it answers there.
 #[test]
