@@ -5,8 +5,9 @@
 //!
 //! Per block it builds one bitmap per byte set the rules need (bit `i` set
 //! when byte `i` of the block is in the set; see [`Classifier`]). Rules
-//! are grouped by alphabet, and each half block is judged through a 64-bit
-//! window that looks 32 bytes on. A position can start a match of a
+//! are grouped by alphabet (a group may take in rules of a narrower
+//! alphabet, see [`fold::fold_groups`]), and each half block is judged through a
+//! 64-bit window that looks 32 bytes on. A position can start a match of a
 //! group's rule only where
 //!
 //! - the alphabet run from it is at least the group's shortest match long
@@ -129,6 +130,7 @@ impl BlockFilter {
             f.every_position = true;
             return f;
         }
+        let folded = fold::fold_groups(&mut members);
         // Groups with a required set first, widest reach first: the AVX2
         // lanes take the groups four at a time in this order, so quads
         // without one skip the reach steps altogether. Alphabets get their
@@ -151,6 +153,12 @@ impl BlockFilter {
                 refused_before: NO_REFUSED,
                 required: None,
             });
+        }
+        // The alphabets folded into wider ones keep a slot, after the
+        // groups' (which the lanes load in order): the checks measure
+        // their runs from the window, and a refused set may be one.
+        for alphabet in folded {
+            f.slot(alphabet);
         }
         for (g, (_, rs)) in members.iter().enumerate() {
             f.groups[g].required = common_required(rs)
@@ -178,6 +186,14 @@ impl BlockFilter {
             f.lanes = Some(lanes::GroupLanes::new(&f.groups, refused));
         }
         f
+    }
+
+    /// The alphabet of the group a rule's bit was put in, and the bits of
+    /// that group's rules.
+    #[cfg(test)]
+    fn group_of(&self, bit: u64) -> Option<(ByteSet, u64)> {
+        let g = self.groups.iter().find(|g| g.rules & bit != 0)?;
+        Some((self.sets[g.alphabet], g.rules))
     }
 
     /// The slot whose bitmap [`Window`] holds for `set`, if one does.
@@ -463,6 +479,9 @@ fn reaches(a: u64, set: u64, reach: &Reach) -> u64 {
     }
     hit
 }
+
+#[path = "patterns_blocks_fold.rs"]
+mod fold;
 
 #[cfg(target_arch = "x86_64")]
 #[path = "patterns_blocks_lanes.rs"]

@@ -159,12 +159,27 @@ fn pool_set() -> impl Strategy<Value = ByteSet> {
     proptest::sample::subsequence(POOL, 1..=POOL.len()).prop_map(|bytes| set(&bytes))
 }
 
+/// Alphabets inside one another, so that groups fold into wider ones.
+const NESTED: &[&[u8]] = &[
+    b"0123456789",
+    b"0123456789x",
+    b"0123456789abcdef",
+    b"0123456789abcdef-",
+    b"0123456789abcdef-:",
+    b".0123456789",
+    b"-.0123456789+",
+];
+
+fn nested_set() -> impl Strategy<Value = ByteSet> {
+    proptest::sample::select(NESTED).prop_map(set)
+}
+
 fn rule_needs() -> impl Strategy<Value = RuleNeeds> {
     (
-        pool_set(),
+        prop_oneof![pool_set(), nested_set()],
         1usize..=40,
-        prop_oneof![Just(ByteSet::default()), pool_set()],
-        proptest::option::of((pool_set(), 0usize..80)),
+        prop_oneof![Just(ByteSet::default()), pool_set(), nested_set()],
+        proptest::option::of((prop_oneof![pool_set(), Just(set(b"."))], 0usize..80)),
     )
         .prop_map(|(alphabet, min_len, refused_before, required)| RuleNeeds {
             bit: 0,
@@ -258,18 +273,77 @@ proptest! {
             let handed = got.iter().find(|&&(q, _)| q == p).map_or(0, |&(_, m)| m);
             prop_assert_eq!(want & !handed, 0, "p={}", p);
             // A rule comes only with a position its own group let
-            // through: its alphabet's run there is at least the group's
+            // through: the group's alphabet (the rule's, or a wider one it
+            // was folded into) runs there at least as far as the group's
             // shortest match (as far as the window sees).
             for r in rules.iter().filter(|r| handed & r.bit != 0) {
+                let (alphabet, group) = f.group_of(r.bit).expect("every rule has a group");
+                prop_assert_eq!(alphabet.intersect(r.alphabet), r.alphabet);
                 let shortest = rules
                     .iter()
-                    .filter(|o| o.alphabet == r.alphabet)
+                    .filter(|o| o.bit & group != 0)
                     .map(|o| o.min_len.max(1))
                     .min()
                     .unwrap_or(1);
-                let run = run_of(r.alphabet, &text, p);
+                let run = run_of(alphabet, &text, p);
                 prop_assert!(run >= shortest.min(HALF + 1), "p={} bit={}", p, r.bit);
             }
         }
     }
+}
+
+/// A rule of `alphabet` that refuses `refused` before a match and
+/// requires `required` within 4 bytes.
+fn rule(alphabet: &[u8], refused: &[u8], required: Option<&[u8]>) -> RuleNeeds {
+    RuleNeeds {
+        bit: 0,
+        alphabet: set(alphabet),
+        min_len: 8,
+        refused_before: set(refused),
+        required: required.map(|r| (set(r), 4)),
+    }
+}
+
+#[test]
+fn groups_fold_only_where_lane_work_is_saved() {
+    let hex = b"0123456789abcdef";
+    // Five groups, one of them inside another: four fill a quad.
+    let five = numbered(vec![
+        rule(DIGITS, DIGITS, None),
+        rule(b"0123456789x", DIGITS, None),
+        rule(hex, hex, None),
+        rule(b"xyz", b"", None),
+        rule(b"AF", b"", None),
+    ]);
+    let f = BlockFilter::new(&five);
+    assert_eq!(f.groups.len(), 4);
+    assert_eq!(f.group_of(1).map(|g| g.0), Some(set(b"0123456789x")));
+    // The folded alphabet keeps a slot for the checks.
+    assert!(f.slot_of(&set(DIGITS)).is_some());
+    // Nothing inside anything: no quad to save, nothing folded.
+    let apart = numbered(vec![
+        rule(DIGITS, DIGITS, None),
+        rule(b"xyz", b"", None),
+        rule(b"AF", b"", None),
+        rule(b"@", b"", None),
+        rule(b"-:", b"", None),
+    ]);
+    assert_eq!(BlockFilter::new(&apart).groups.len(), 5);
+    // Five groups requiring a set, three not: one requiring group folds
+    // into one that does not, so that a quad requires nothing.
+    let mixed = numbered(vec![
+        rule(b"0123456789.", b"", Some(b".")),
+        rule(b"xyz.", b"", Some(b".")),
+        rule(b"AF.", b"", Some(b".")),
+        rule(b"@.", b"", Some(b".")),
+        rule(b"+0123456789", b"", Some(b"+")),
+        rule(b"-+0123456789", b"", None),
+        rule(hex, b"", None),
+        rule(b"z:", b"", None),
+    ]);
+    let f = BlockFilter::new(&mixed);
+    assert_eq!(f.groups.len(), 7);
+    assert_eq!(f.group_of(1 << 4).map(|g| g.0), Some(set(b"-+0123456789")));
+    let requiring = f.groups.iter().filter(|g| g.required.is_some()).count();
+    assert_eq!(requiring, 4);
 }
