@@ -367,12 +367,17 @@ installed_apps = ["a.b", "com.tencent.mm", "c.d"]
 account = "tester_wang"
 "#;
 
-fn short_forms() -> &'static (KnownValueMatcher, Vec<Form>) {
-    static SHORT: std::sync::OnceLock<(KnownValueMatcher, Vec<Form>)> = std::sync::OnceLock::new();
-    SHORT.get_or_init(|| {
-        let p = profile(SHORT_FORMS);
-        (KnownValueMatcher::new(&p), single_forms_of(&p))
-    })
+/// A profile's matcher and its forms reported on their own.
+type Built = (KnownValueMatcher, Vec<Form>);
+
+fn built(toml: &str) -> Built {
+    let p = profile(toml);
+    (KnownValueMatcher::new(&p), single_forms_of(&p))
+}
+
+fn short_forms() -> &'static Built {
+    static SHORT: std::sync::OnceLock<Built> = std::sync::OnceLock::new();
+    SHORT.get_or_init(|| built(SHORT_FORMS))
 }
 
 /// A profile with more forms under 12 bytes than the packed searcher
@@ -388,12 +393,9 @@ c = "Mo-Li"
 d = "Qu_1"
 "#;
 
-fn many_short_forms() -> &'static (KnownValueMatcher, Vec<Form>) {
-    static MANY: std::sync::OnceLock<(KnownValueMatcher, Vec<Form>)> = std::sync::OnceLock::new();
-    MANY.get_or_init(|| {
-        let p = profile(MANY_SHORT_FORMS);
-        (KnownValueMatcher::new(&p), single_forms_of(&p))
-    })
+fn many_short_forms() -> &'static Built {
+    static MANY: std::sync::OnceLock<Built> = std::sync::OnceLock::new();
+    MANY.get_or_init(|| built(MANY_SHORT_FORMS))
 }
 
 #[test]
@@ -473,6 +475,29 @@ fn chunking() -> impl Strategy<Value = Vec<usize>> {
     prop::collection::vec(prop_oneof![1usize..40, 100usize..600], 1..8)
 }
 
+/// One of `forms`, as text to plant.
+fn planted(forms: fn() -> &'static [Form]) -> impl Strategy<Value = String> {
+    any::<prop::sample::Index>().prop_map(move |i| {
+        let forms = forms();
+        String::from_utf8_lossy(&forms[i.index(forms.len())].bytes).into_owned()
+    })
+}
+
+/// What `matcher` reports in the message made of `parts` is what brute
+/// force finds of `forms`, fed whole or in chunks of `sizes`.
+fn agrees_with_brute_force(
+    matcher: &KnownValueMatcher,
+    forms: &[Form],
+    parts: &[String],
+    sizes: &[usize],
+) -> Result<(), TestCaseError> {
+    let msg = parts.concat().into_bytes();
+    let whole = search(matcher, &msg);
+    prop_assert_eq!(sorted(whole.clone()), oracle_of(forms, &msg));
+    prop_assert_eq!(search_chunked(matcher, &msg, sizes), whole);
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -515,21 +540,12 @@ proptest! {
     #[test]
     fn the_stream_agrees_with_brute_force_at_any_chunking(
         parts in prop::collection::vec(
-            prop_oneof![
-                "[0-9a-f.:+ x-]{0,12}",
-                any::<prop::sample::Index>().prop_map(|i| {
-                    let forms = single_forms();
-                    String::from_utf8_lossy(&forms[i.index(forms.len())].bytes).into_owned()
-                }),
-            ],
+            prop_oneof!["[0-9a-f.:+ x-]{0,12}", planted(single_forms)],
             0..12,
         ),
         sizes in chunking(),
     ) {
-        let msg = parts.concat().into_bytes();
-        let whole = search(example(), &msg);
-        prop_assert_eq!(sorted(whole.clone()), oracle(&msg));
-        prop_assert_eq!(search_chunked(example(), &msg, &sizes), whole);
+        agrees_with_brute_force(example(), single_forms(), &parts, &sizes)?;
     }
 
     /// The same where every form is sampled: too many are short for the
@@ -538,22 +554,13 @@ proptest! {
     #[test]
     fn sampling_every_form_agrees_with_brute_force_at_any_chunking(
         parts in prop::collection::vec(
-            prop_oneof![
-                "[0-9a-fKxq7 .:+-]{0,12}",
-                any::<prop::sample::Index>().prop_map(|i| {
-                    let forms = &many_short_forms().1;
-                    String::from_utf8_lossy(&forms[i.index(forms.len())].bytes).into_owned()
-                }),
-            ],
+            prop_oneof!["[0-9a-fKxq7 .:+-]{0,12}", planted(|| &many_short_forms().1)],
             0..12,
         ),
         sizes in chunking(),
     ) {
         let (matcher, forms) = many_short_forms();
-        let msg = parts.concat().into_bytes();
-        let whole = search(matcher, &msg);
-        prop_assert_eq!(sorted(whole.clone()), oracle_of(forms, &msg));
-        prop_assert_eq!(search_chunked(matcher, &msg, &sizes), whole);
+        agrees_with_brute_force(matcher, forms, &parts, &sizes)?;
     }
 
     /// The same for the automaton, which serves profiles with a form too
@@ -567,19 +574,13 @@ proptest! {
                 Just("a.b".to_string()),
                 Just("com.tencent.mm".to_string()),
                 Just(" c.d ".to_string()),
-                any::<prop::sample::Index>().prop_map(|i| {
-                    let forms = &short_forms().1;
-                    String::from_utf8_lossy(&forms[i.index(forms.len())].bytes).into_owned()
-                }),
+                planted(|| &short_forms().1),
             ],
             0..12,
         ),
         sizes in chunking(),
     ) {
         let (matcher, forms) = short_forms();
-        let msg = parts.concat().into_bytes();
-        let whole = search(matcher, &msg);
-        prop_assert_eq!(sorted(whole.clone()), oracle_of(forms, &msg));
-        prop_assert_eq!(search_chunked(matcher, &msg, &sizes), whole);
+        agrees_with_brute_force(matcher, forms, &parts, &sizes)?;
     }
 }
