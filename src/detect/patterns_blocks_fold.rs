@@ -19,9 +19,10 @@ const QUAD: usize = 4;
 /// - until the groups fill a quad fewer, keeping required sets (pairs that
 ///   refuse the same bytes first); if no quad can be saved, nothing is
 ///   folded;
-/// - then groups with a required set into groups without, while the
-///   groups with one do not fill whole quads: a quad whose groups require
-///   nothing skips the reach steps.
+/// - then groups with a required set into groups without, where that
+///   makes the groups with one fill whole quads and frees one of the
+///   reach steps (a quad whose groups require nothing skips them); if it
+///   does not, nothing more is folded.
 ///
 /// The embedded rules fold four groups of eleven: digits into digits and
 /// `X`, hex into hex and `-`, decimals into coordinate pairs, and phone
@@ -32,19 +33,33 @@ pub(super) fn fold_groups(members: &mut Vec<(ByteSet, Vec<&RuleNeeds>)>) -> Vec<
     if folded.is_empty() {
         groups = members.clone();
     }
-    let requiring = |gs: &[(ByteSet, Vec<&RuleNeeds>)]| {
-        gs.iter()
-            .filter(|(_, rs)| common_required(rs).is_some())
-            .count()
-    };
-    while requiring(&groups) % QUAD != 0 {
-        let Some(f) = folds(&groups).find(|f| !f.keeps_required) else {
-            break;
-        };
-        folded.push(f.apply(&mut groups));
+    if let Some((rest, more)) = free_a_quad_of_reaches(&groups) {
+        groups = rest;
+        folded.extend(more);
     }
     *members = groups;
     folded
+}
+
+/// The groups with the requiring ones filling whole quads, and the
+/// alphabets folded away, if folding requiring groups into groups that
+/// require nothing gets there and frees a quad of the reach steps (so
+/// not where all requiring groups share one quad).
+fn free_a_quad_of_reaches<'r>(groups: &[(ByteSet, Vec<&'r RuleNeeds>)]) -> Option<Folded<'r>> {
+    let requiring = groups
+        .iter()
+        .filter(|(_, rs)| common_required(rs).is_some())
+        .count();
+    if requiring <= QUAD || requiring % QUAD == 0 {
+        return None;
+    }
+    let mut groups = groups.to_vec();
+    let mut folded = Vec::new();
+    for _ in 0..requiring % QUAD {
+        let f = folds(&groups).find(|f| !f.keeps_required)?;
+        folded.push(f.apply(&mut groups));
+    }
+    Some((groups, folded))
 }
 
 /// The groups with a quad fewer, and the alphabets folded away, if folds

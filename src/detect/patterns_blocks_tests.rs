@@ -346,4 +346,13 @@ fn groups_fold_only_where_lane_work_is_saved() {
     assert_eq!(f.group_of(1 << 4).map(|g| g.0), Some(set(b"-+0123456789")));
     let requiring = f.groups.iter().filter(|g| g.required.is_some()).count();
     assert_eq!(requiring, 4);
+    // All requiring groups in one quad already: none folds, though one
+    // could.
+    let one_quad = numbered(vec![
+        rule(b"xyz.", b"", Some(b".")),
+        rule(b"AF.", b"", Some(b".")),
+        rule(b"+0123456789", b"", Some(b"+")),
+        rule(b"-+0123456789", b"", None),
+    ]);
+    assert_eq!(BlockFilter::new(&one_quad).groups.len(), 4);
 }
