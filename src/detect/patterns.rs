@@ -539,3 +539,7 @@ use prepass::Prepass;
 #[cfg(test)]
 #[path = "patterns_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "patterns_prepass_tests.rs"]
+mod prepass_tests;
