@@ -80,23 +80,9 @@ impl KeyMasks {
             return m & self.keyless;
         }
         let seen = verdicts.contexts.get(buf, s);
-        match seen.and_then(|outcome| self.allowed_by(outcome, m)) {
-            Some(ok) => ok,
-            None => self.allowed_after_walk(rules, scan, verdicts, (buf, s), m),
+        if let Some(ok) = seen.and_then(|outcome| self.allowed_by(outcome, m)) {
+            return ok;
         }
-    }
-
-    /// [`KeyMasks::allowed_at`] for a context not seen before: the walk
-    /// to the key, and what the key says.
-    #[inline(never)]
-    fn allowed_after_walk(
-        &self,
-        rules: &RuleSet,
-        scan: &[ScanRule],
-        verdicts: &mut KeyVerdicts,
-        (buf, s): (&[u8], usize),
-        m: u64,
-    ) -> u64 {
         let (key, reach) = key_and_reach(buf, s);
         let outcome = match key {
             None => KeyOutcome::NoKey,
@@ -205,7 +191,8 @@ pub(super) enum KeyOutcome {
 /// and end words ([`KeyWords`]); a key judged into a taken slot replaces
 /// the one there. Candidates ask about ~100,000 keys per 4 MiB of text, so
 /// a lookup is a few word compares, not a hash of the bytes and a call to
-/// compare them.
+/// compare them. Before the key is even found, the outcomes by the bytes
+/// before a value ([`SeenContexts`]) answer most candidates.
 #[derive(Default)]
 pub(super) struct KeyVerdicts {
     /// Empty until the first key is judged (streams hand sets on, and most

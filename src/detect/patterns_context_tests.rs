@@ -88,13 +88,17 @@ proptest! {
 /// a key, `<`, and the pieces of `%22`, `%3A`, `%3D` and `%5B`.
 /// Short texts too, so that keys often run to the start; and often an
 /// escape right before the value.
+/// Every `(x, y)` with `x` from `a` and `y` from `b`.
+fn pairs<T: Copy>(a: &[T], b: &[T]) -> Vec<(T, T)> {
+    a.iter()
+        .flat_map(|&x| b.iter().map(move |&y| (x, y)))
+        .collect()
+}
+
+const KEY_SYNTAX: &[u8] = b"ab_.-[]\"' \t\\:=<>%235ABD&,{";
+
 fn key_syntax() -> impl Strategy<Value = Vec<u8>> {
-    let bytes = |len| {
-        proptest::collection::vec(
-            prop::sample::select(b"ab_.-[]\"' \t\\:=<>%235ABD&,{".to_vec()),
-            len,
-        )
-    };
+    let bytes = |len| proptest::collection::vec(prop::sample::select(KEY_SYNTAX.to_vec()), len);
     let escape = prop::sample::select(vec!["", "", "%3A", "%3d", "%22", "%5B", "%20"]);
     (prop_oneof![bytes(0..8), bytes(0..80)], escape).prop_map(|(mut text, escape)| {
         text.extend_from_slice(escape.as_bytes());
@@ -119,9 +123,27 @@ proptest! {
             let s2 = moved.len();
             moved.push(b'v');
             let (key2, reach2) = key_and_reach(&moved, s2);
-            let from_end = |k: Option<std::ops::Range<usize>>, at: usize| k.map(|k| (at - k.start, at - k.end));
-            prop_assert_eq!(from_end(key2, s2), from_end(key, s));
+            let from_end = |k: Option<std::ops::Range<usize>>, at: usize| {
+                k.map(|k| (at - k.start, at - k.end))
+            };
+            prop_assert_eq!(from_end(key2, s2), from_end(key.clone(), s));
             prop_assert_eq!(reach2.decided_by(s2), Some(len));
+            // Every byte the walk may have read unreported lies at most
+            // three bytes before what it claims: any two of those, changed
+            // to any bytes of the syntax (an escape takes two), change
+            // nothing.
+            let window = (s - len).saturating_sub(3)..s - len;
+            let places: Vec<usize> = window.collect();
+            for (p, q) in pairs(&places, &places) {
+                for (x, y) in pairs(KEY_SYNTAX, KEY_SYNTAX) {
+                    let mut changed = text.clone();
+                    (changed[p], changed[q]) = (x, y);
+                    let (key3, reach3) = key_and_reach(&changed, s);
+                    let as_chars = (x as char, y as char);
+                    prop_assert_eq!(&key3, &key, "bytes {}, {} as {:?}", p, q, as_chars);
+                    prop_assert_eq!(reach3.decided_by(s), Some(len));
+                }
+            }
         }
     }
 
@@ -158,7 +180,10 @@ proptest! {
         ),
         asks in proptest::collection::vec(any::<u64>(), 1..4),
     ) {
-        let text: String = pieces.iter().map(|(k, sep, v, end)| format!("{k}{sep}{v}{end}")).collect();
+        let text: String = pieces
+            .iter()
+            .map(|(k, sep, v, end)| format!("{k}{sep}{v}{end}"))
+            .collect();
         let buf = text.as_bytes();
         let scanner = PatternScanner::new(&RuleSet::embedded());
         let (masks, rules, scan) = (&scanner.key_masks, &scanner.rules, &scanner.scan[..]);
@@ -168,7 +193,8 @@ proptest! {
             for s in 0..buf.len() {
                 for &m in &asks {
                     let m = m & all;
-                    let fresh = masks.allowed_at(rules, scan, &mut KeyVerdicts::default(), (buf, s), m);
+                    let mut none = KeyVerdicts::default();
+                    let fresh = masks.allowed_at(rules, scan, &mut none, (buf, s), m);
                     let remembered = masks.allowed_at(rules, scan, &mut warm, (buf, s), m);
                     prop_assert_eq!(remembered, fresh, "at {} in {:?}", s, text);
                 }
@@ -189,6 +215,15 @@ fn common_contexts_are_decided_by_their_bytes() {
         // A key running to the start of the buffer: the start decided it.
         ("imei=", None, Some("imei")),
     ];
+    // Values inside a token are answered before any walk; values after
+    // a separator, a quote or an escape are not.
+    let ua = b"User-Agent: Dalvik/2.1.0 (Linux; U; Android 13)";
+    for at in [19, 20, 22] {
+        assert!(inside_token(ua, at), "{}", ua[at - 1] as char);
+    }
+    for text in [&b"x=1"[..], b"\"k\":\"v", b"k%3Dv", b"ab[1"] {
+        assert!(!inside_token(text, text.len() - 1), "{text:?}");
+    }
     for (text, decided, want) in cases {
         let s = text.len();
         let (key, reach) = key_and_reach(text.as_bytes(), s);

@@ -7,6 +7,7 @@ use std::ops::Range;
 
 use super::escaped_before;
 use crate::detect::patterns::{KEY_GAP, LOOKBEHIND, MAX_KEY_LEN};
+use crate::detect::percent::escape_at;
 
 fn is_key_byte(b: u8) -> bool {
     NEAR_KEY[usize::from(b)] & KEY_BYTE != 0
@@ -53,18 +54,22 @@ fn filler_before(buf: &[u8], lo: usize, i: usize, value_side: bool, reach: &mut 
         return 0;
     }
     reach.read(i - 3);
-    if buf[i - 3] == b'%' {
-        let code = [buf[i - 2], buf[i - 1].to_ascii_uppercase()];
-        let fillers: &[&[u8; 2]] = if value_side {
-            &[b"22", b"27", b"20", b"5B"]
-        } else {
-            &[b"22", b"27", b"20"]
-        };
-        if fillers.contains(&&code) {
-            return 3;
+    match escape_at(buf, i - 3) {
+        Some(b'"' | b'\'' | b' ') => 3,
+        Some(b'[') if value_side => 3,
+        _ => 0,
+    }
+}
+
+/// Where the quoting and spacing tokens ending at `buf[..i]` start
+/// ([`filler_before`] over and over).
+fn skip_fillers(buf: &[u8], lo: usize, mut i: usize, value_side: bool, reach: &mut Reach) -> usize {
+    loop {
+        match filler_before(buf, lo, i, value_side, reach) {
+            0 => return i,
+            n => i -= n,
         }
     }
-    0
 }
 
 /// What a walk back from a value read: the lowest index, and whether it
@@ -77,6 +82,14 @@ pub(super) struct Reach {
 }
 
 impl Reach {
+    /// Nothing read yet by a walk back from `s`.
+    fn at(s: usize) -> Reach {
+        Reach {
+            low: s,
+            bounded: false,
+        }
+    }
+
     fn read(&mut self, i: usize) {
         self.low = self.low.min(i);
     }
@@ -91,18 +104,7 @@ impl Reach {
 /// quotes and spaces (plain or URL-encoded) lie between it and a `[`.
 pub(super) fn opens_array(buf: &[u8], s: usize) -> bool {
     let lo = s.saturating_sub(LOOKBEHIND);
-    let mut i = s;
-    let mut reach = Reach {
-        low: s,
-        bounded: false,
-    };
-    loop {
-        let n = filler_before(buf, lo, i, false, &mut reach);
-        if n == 0 {
-            break;
-        }
-        i -= n;
-    }
+    let i = skip_fillers(buf, lo, s, false, &mut Reach::at(s));
     i > lo && (buf[i - 1] == b'[' || escaped_before(buf, i) == Some(b'['))
 }
 
@@ -125,24 +127,14 @@ pub(super) fn inside_token(buf: &[u8], s: usize) -> bool {
 
 /// [`nearest_key`] as a range of `buf`, with what the walk read.
 pub(super) fn key_and_reach(buf: &[u8], s: usize) -> (Option<Range<usize>>, Reach) {
-    let mut reach = Reach {
-        low: s,
-        bounded: false,
-    };
+    let mut reach = Reach::at(s);
     let key = walk_to_key(buf, s, &mut reach);
     (key, reach)
 }
 
 fn walk_to_key(buf: &[u8], s: usize, reach: &mut Reach) -> Option<Range<usize>> {
     let lo = s.saturating_sub(LOOKBEHIND);
-    let mut i = s;
-    loop {
-        let n = filler_before(buf, lo, i, true, reach);
-        if n == 0 {
-            break;
-        }
-        i -= n;
-    }
+    let mut i = skip_fillers(buf, lo, s, true, reach);
     if i <= lo {
         reach.bounded = true;
         return None;
@@ -169,28 +161,20 @@ fn walk_to_key(buf: &[u8], s: usize, reach: &mut Reach) -> Option<Range<usize>> 
             reach.bounded = true;
             return None;
         }
-        _ if {
+        _ => {
+            // `%3A` or `%3D`.
             reach.read(i - 3);
-            buf[i - 3] == b'%'
-        } && (buf[i - 2] == b'3')
-            && matches!(buf[i - 1].to_ascii_uppercase(), b'A' | b'D') =>
-        {
+            if !matches!(escaped_before(buf, i), Some(b':' | b'=')) {
+                return None;
+            }
             i -= 3;
         }
-        _ => return None,
     }
-    loop {
-        let n = filler_before(buf, lo, i, false, reach);
-        if n == 0 {
-            break;
-        }
-        i -= n;
-    }
-    let key_end = i;
+    let key_end = skip_fillers(buf, lo, i, false, reach);
     // One bound, not two tested per byte: the walk is most of the cost of
     // finding a key.
     let stop = lo.max(key_end.saturating_sub(MAX_KEY_LEN));
-    i = match buf[stop..key_end].iter().rposition(|&b| !is_key_byte(b)) {
+    let mut i = match buf[stop..key_end].iter().rposition(|&b| !is_key_byte(b)) {
         Some(j) => stop + j + 1,
         None => {
             reach.bounded = true;
@@ -199,11 +183,7 @@ fn walk_to_key(buf: &[u8], s: usize, reach: &mut Reach) -> Option<Range<usize>> 
     };
     reach.read(i.saturating_sub(1));
     // `%22gaid`: the token swallowed the hex digits of an escaped quote.
-    if i > lo
-        && buf[i - 1] == b'%'
-        && key_end - i > 2
-        && buf[i..i + 2].iter().all(u8::is_ascii_hexdigit)
-    {
+    if i > lo && key_end - i > 2 && escape_at(buf, i - 1).is_some() {
         i += 2;
     }
     (i < key_end && s - key_end <= KEY_GAP).then_some(i..key_end)

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use proptest::prelude::*;
 
 use super::context::KEY_VERDICTS;
-use super::tests::{SCANNER, cut};
+use super::tests::{SCANNER, cut, run_with};
 use super::*;
 
 #[test]
@@ -141,22 +141,10 @@ proptest! {
     ) {
         static PLAIN: LazyLock<PatternScanner> =
             LazyLock::new(|| PatternScanner::plain_only(&RuleSet::embedded()));
-        let collect = |scanner: &PatternScanner, chunks: &[&[u8]]| {
-            let mut hits = Vec::new();
-            let mut stream = scanner.stream();
-            let mut push = |m: PatternMatch| {
-                hits.push((m.identifier, m.value.expose().to_string(), m.start, m.end));
-            };
-            for c in chunks {
-                stream.feed(c, &mut push);
-            }
-            stream.finish(&mut push);
-            hits
-        };
         let msg = text.as_bytes();
-        let want = collect(&PLAIN, &[msg]);
-        prop_assert_eq!(collect(&SCANNER, &[msg]), want.clone());
-        prop_assert_eq!(collect(&SCANNER, &cut(msg, points)), want);
+        let want = run_with(&PLAIN, &[msg]);
+        prop_assert_eq!(run_with(&SCANNER, &[msg]), want.clone());
+        prop_assert_eq!(run_with(&SCANNER, &cut(msg, points)), want);
     }
 }
 
@@ -164,12 +152,9 @@ proptest! {
 /// other's slots in a stream's set, change no finding.
 #[test]
 fn remembered_key_verdicts_change_nothing() {
-    let scan = |scanner: &PatternScanner, msg: &str| {
-        let mut ids = Vec::new();
-        let mut stream = scanner.stream();
-        stream.feed(msg.as_bytes(), &mut |m| ids.push(m.identifier));
-        stream.finish(&mut |m| ids.push(m.identifier));
-        ids
+    let scan = |scanner: &PatternScanner, msg: &str| -> Vec<String> {
+        let hits = run_with(scanner, &[msg.as_bytes()]);
+        hits.into_iter().map(|h| h.0).collect()
     };
     let fresh = |msg: &str| scan(&PatternScanner::new(&RuleSet::embedded()), msg);
     // The same IMEI under a key that names it, one that names nothing and
@@ -219,12 +204,9 @@ fn a_context_key_that_names_no_kind_still_counts() {
         "user.toml",
     )
     .unwrap();
-    let ids = |scanner: &PatternScanner, msg: &str| {
-        let mut ids = Vec::new();
-        let mut stream = scanner.stream();
-        stream.feed(msg.as_bytes(), &mut |m| ids.push((m.identifier, m.start)));
-        stream.finish(&mut |m| ids.push((m.identifier, m.start)));
-        ids
+    let ids = |scanner: &PatternScanner, msg: &str| -> Vec<(String, u64)> {
+        let hits = run_with(scanner, &[msg.as_bytes()]);
+        hits.into_iter().map(|h| (h.0, h.2)).collect()
     };
     let (fast, plain) = (
         PatternScanner::new(&rules),

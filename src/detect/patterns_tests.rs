@@ -11,11 +11,16 @@ use super::*;
 pub(super) static SCANNER: LazyLock<PatternScanner> =
     LazyLock::new(|| PatternScanner::new(&RuleSet::embedded()));
 
-type Hit = (String, String, u64, u64);
+pub(super) type Hit = (String, String, u64, u64);
 
 fn run(chunks: &[&[u8]]) -> Vec<Hit> {
+    run_with(&SCANNER, chunks)
+}
+
+/// What `scanner` reports for the message fed as `chunks`.
+pub(super) fn run_with(scanner: &PatternScanner, chunks: &[&[u8]]) -> Vec<Hit> {
     let mut hits = Vec::new();
-    let mut stream = SCANNER.stream();
+    let mut stream = scanner.stream();
     let mut push = |m: PatternMatch| {
         hits.push((m.identifier, m.value.expose().to_string(), m.start, m.end));
     };
