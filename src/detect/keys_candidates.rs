@@ -16,7 +16,8 @@
 //! URL-encoded form keys) it lets the candidate through, and the regex and
 //! [`RuleSet::kind_for_key`] decide as before.
 
-use super::{ByteTrie, EXACT, FOLD_OTHER, FOLD_SKIP, SUFFIX};
+use super::ByteTrie;
+use super::walk::{AliasWalk, ENDS_EXACT, ENDS_SUFFIX, OTHER, SKIP};
 use crate::detect::rules::RuleSet;
 
 /// Longest key the introducer regex accepts, in bytes, plus the `\` of an
@@ -38,6 +39,8 @@ enum End {
 /// The aliases of a rule set, reversed, as a trie over their bytes.
 pub(super) struct KeyCandidates {
     trie: ByteTrie,
+    /// `trie` laid out for the walk back from each key end.
+    walk: AliasWalk,
     /// The CPU has AVX2: key ends are found 32 bytes at a time.
     avx2: bool,
 }
@@ -46,6 +49,7 @@ impl KeyCandidates {
     pub(super) fn new(rules: &RuleSet) -> KeyCandidates {
         KeyCandidates {
             trie: rules.alias_trie().clone(),
+            walk: AliasWalk::new(rules.alias_trie(), &KEY_BYTE),
             avx2: crate::detect::cpu::has_avx2(),
         }
     }
@@ -54,10 +58,11 @@ impl KeyCandidates {
         self.trie.step(node, b)
     }
 
-    fn end(&self, node: usize) -> End {
-        if self.trie.ends_in(node, SUFFIX) {
+    /// How an alias ending at the node of walk entry `at` may be used.
+    fn end(at: u32) -> End {
+        if at & ENDS_SUFFIX != 0 {
             End::Suffix
-        } else if self.trie.ends_in(node, EXACT) {
+        } else if at & ENDS_EXACT != 0 {
             End::Exact
         } else {
             End::None
@@ -175,29 +180,32 @@ impl KeyCandidates {
     /// and digits, lowercased, until a byte no such key can hold.
     fn may_name(&self, buf: &[u8], c: usize, syntax: u8) -> bool {
         let lo = c.saturating_sub(MAX_KEY);
-        let (mut node, mut i) = (0, c);
+        // The walk's node, as an `AliasWalk` entry: 0 is the root.
+        let (mut at, mut i) = (0, c);
         while i > lo {
             i -= 1;
-            let b = buf[i];
-            if KEY_BYTE[usize::from(b)] & syntax == 0 {
+            let byte = self.walk.byte(buf[i]);
+            if byte & u32::from(syntax) == 0 {
                 return false;
             }
-            match self.trie.fold(b) {
-                FOLD_SKIP => continue,
-                FOLD_OTHER => match self.step_non_ascii(buf, lo, i, node) {
+            if byte & (SKIP | OTHER) == 0 {
+                at = self.walk.child(at, byte);
+            } else if byte & SKIP != 0 {
+                continue;
+            } else {
+                match self.step_non_ascii(buf, lo, i, self.walk.node(at)) {
                     NonAscii::Skip(first) => {
                         i = first;
                         continue;
                     }
                     NonAscii::Cased => return true,
-                    NonAscii::Step(first, next) => (i, node) = (first, next),
-                },
-                symbol => node = self.trie.step_folded(node, symbol),
+                    NonAscii::Step(first, next) => (i, at) = (first, self.walk.entry_of(next)),
+                }
             }
-            if node == 0 {
+            if at == 0 {
                 return false;
             }
-            let end = self.end(node);
+            let end = Self::end(at);
             if end != End::None && starts_token(buf, i, end) {
                 return true;
             }

@@ -110,6 +110,16 @@ impl ByteTrie {
         self.next[node * self.symbols + usize::from(symbol)] as usize
     }
 
+    /// Symbols per node (symbol 0 included, which no entry holds).
+    pub(crate) fn symbols(&self) -> usize {
+        self.symbols
+    }
+
+    /// Nodes, the root included.
+    pub(crate) fn nodes(&self) -> usize {
+        self.values.len()
+    }
+
     /// The value in `slot` of the entry ending at `node`.
     pub(crate) fn value(&self, node: usize, slot: usize) -> Option<usize> {
         let v = self.values[node][slot];
