@@ -252,12 +252,22 @@ fn any_lead(b: &[u8]) -> bool {
     pieces.remainder().iter().any(|&c| leads(c))
 }
 
-/// Names the container a payload looks like, for `decoded_from`.
+/// Names the container a payload looks like, for `decoded_from`: JSON by
+/// its first byte, a form when some `=` assigns a value and no space
+/// separates words. Base64 text ends in its padding `=`, which assigns
+/// nothing: a payload that is itself base64 is not a form.
 pub fn sniff_container(payload: &[u8]) -> Option<&'static str> {
     let first = payload.iter().find(|b| !b.is_ascii_whitespace())?;
+    let assigns = || {
+        memchr::memchr_iter(b'=', payload).any(|i| {
+            payload
+                .get(i + 1)
+                .is_some_and(|b| !matches!(b, b'=' | b'\r' | b'\n'))
+        })
+    };
     match first {
         b'{' | b'[' => Some("json"),
-        _ if payload.contains(&b'=') && !payload.contains(&b' ') => Some("form"),
+        _ if !payload.contains(&b' ') && assigns() => Some("form"),
         _ => None,
     }
 }

@@ -366,6 +366,43 @@ fn surely_binary_turns_noise_away_and_keeps_gzip_and_text() {
     }
 }
 
+/// Containers are named by their syntax: JSON by its first byte, a form
+/// by a `=` that assigns something.
+#[test]
+fn containers_are_named_by_their_syntax() {
+    let cases: [(&[u8], Option<&str>); 7] = [
+        (b" {\"imei\":1}", Some("json")),
+        (b"[1,2]", Some("json")),
+        (b"imei=1&mac=2", Some("form")),
+        (b"a=&b=1", Some("form")),
+        (b"imei = 1", None),
+        (b"aGVsbG8=", None),
+        (b"aGVsbA==\r\n", None),
+    ];
+    for (payload, want) in cases {
+        assert_eq!(
+            sniff_container(payload),
+            want,
+            "{:?}",
+            String::from_utf8_lossy(payload)
+        );
+    }
+}
+
+proptest! {
+    /// Base64 text, padded or not, is never taken for a form (a gzip'd
+    /// payload holding base64 was named `form` when its padding was `=`).
+    #[test]
+    fn base64_text_is_not_a_form(bytes in proptest::collection::vec(any::<u8>(), 1..200)) {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+        for engine in [STANDARD, URL_SAFE] {
+            let text = engine.encode(&bytes);
+            prop_assert_eq!(sniff_container(text.as_bytes()), None, "{}", text);
+        }
+    }
+}
+
 /// Hex digests, UUIDs and hex ids are not decoded, whole or carried over
 /// a chunk's end, even one whose bytes decode to printable text; a run of
 /// other base64 bytes is.

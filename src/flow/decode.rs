@@ -17,7 +17,7 @@
 //!
 //! Bounded per decoder whatever the body size or compression ratio: each
 //! stage has one [`SCRATCH_LEN`] output buffer plus its codec's state —
-//! gzip/deflate about 43 KiB (miniz_oxide, 32 KiB window); br at most 16 MiB
+//! gzip/deflate about 40 KiB (zlib-rs, 32 KiB window); br at most 16 MiB
 //! of ring buffer (the RFC 7932 maximum: the non-standard 1 GiB "large
 //! window" extension is off, such streams are Corrupt) plus some hundred KiB
 //! of tables; zstd at most 8 MiB of window ([`ZSTD_WINDOW_LOG_MAX`], larger

@@ -1,11 +1,12 @@
 //! Inflaters and output buffers of finished decoders, kept per thread for
 //! the next ones.
 //!
-//! A gzip or deflate stage costs ~43 KiB of inflater state (built on the
-//! stack, cleared and copied to the heap) plus its [`SCRATCH_LEN`] output
-//! buffer. A proxy decodes one body after another, and the detectors open
-//! a gzip payload nested in base64 every few KiB of some traffic, so making
-//! them anew each time cost more instructions than the inflating itself.
+//! A gzip or deflate stage costs ~40 KiB of inflater state (a 32 KiB
+//! window and zlib-rs's tables, one allocation) plus its [`SCRATCH_LEN`]
+//! output buffer. A proxy decodes one body after another, and the
+//! detectors open a gzip payload nested in base64 every few KiB of some
+//! traffic, so making them anew each time cost more instructions than the
+//! inflating itself.
 //! At most [`KEPT`] of each are kept per thread; a kept inflater is reset
 //! before it is handed out, so what it held cannot leak into the next
 //! stream.
