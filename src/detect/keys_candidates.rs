@@ -16,7 +16,6 @@
 //! URL-encoded form keys) it lets the candidate through, and the regex and
 //! [`RuleSet::kind_for_key`] decide as before.
 
-use super::ByteTrie;
 use super::walk::{AliasWalk, ENDS_EXACT, ENDS_SUFFIX, OTHER, SKIP};
 use crate::detect::rules::RuleSet;
 
@@ -38,8 +37,7 @@ enum End {
 
 /// The aliases of a rule set, reversed, as a trie over their bytes.
 pub(super) struct KeyCandidates {
-    trie: ByteTrie,
-    /// `trie` laid out for the walk back from each key end.
+    /// The rules' alias trie, laid out for the walk back from each key end.
     walk: AliasWalk,
     /// The CPU has AVX2: key ends are found 32 bytes at a time.
     avx2: bool,
@@ -48,14 +46,9 @@ pub(super) struct KeyCandidates {
 impl KeyCandidates {
     pub(super) fn new(rules: &RuleSet) -> KeyCandidates {
         KeyCandidates {
-            trie: rules.alias_trie().clone(),
             walk: AliasWalk::new(rules.alias_trie(), &KEY_BYTE),
             avx2: crate::detect::cpu::has_avx2(),
         }
-    }
-
-    fn step(&self, node: usize, b: u8) -> usize {
-        self.trie.step(node, b)
     }
 
     /// How an alias ending at the node of walk entry `at` may be used.
@@ -193,13 +186,13 @@ impl KeyCandidates {
             } else if byte & SKIP != 0 {
                 continue;
             } else {
-                match self.step_non_ascii(buf, lo, i, self.walk.node(at)) {
+                match self.step_non_ascii(buf, lo, i, at) {
                     NonAscii::Skip(first) => {
                         i = first;
                         continue;
                     }
                     NonAscii::Cased => return true,
-                    NonAscii::Step(first, next) => (i, at) = (first, self.walk.entry_of(next)),
+                    NonAscii::Step(first, next) => (i, at) = (first, next),
                 }
             }
             if at == 0 {
@@ -221,8 +214,9 @@ enum NonAscii {
     Skip(usize),
     /// A cased letter, which lowercasing changes: unsure.
     Cased,
-    /// A letter or digit starting at the offset, leading to the node.
-    Step(usize, usize),
+    /// A letter or digit starting at the offset, leading to the node (an
+    /// [`AliasWalk`] entry).
+    Step(usize, u32),
 }
 
 impl KeyCandidates {
@@ -232,7 +226,7 @@ impl KeyCandidates {
     /// walk's loop, which sees ASCII keys nearly always.
     #[cold]
     #[inline(never)]
-    fn step_non_ascii(&self, buf: &[u8], lo: usize, i: usize, mut node: usize) -> NonAscii {
+    fn step_non_ascii(&self, buf: &[u8], lo: usize, i: usize, mut at: u32) -> NonAscii {
         let Some((first, ch)) = char_ending_at(buf, lo, i) else {
             return NonAscii::Skip(i);
         };
@@ -243,12 +237,12 @@ impl KeyCandidates {
             return NonAscii::Cased;
         }
         for b in ch.encode_utf8(&mut [0; 4]).bytes().rev() {
-            node = self.step(node, b);
-            if node == 0 {
+            at = self.walk.child(at, self.walk.byte(b));
+            if at == 0 {
                 break;
             }
         }
-        NonAscii::Step(first, node)
+        NonAscii::Step(first, at)
     }
 }
 

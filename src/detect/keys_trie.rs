@@ -110,6 +110,11 @@ impl ByteTrie {
         self.next[node * self.symbols + usize::from(symbol)] as usize
     }
 
+    /// The symbol of byte `b` as it is (0 when no entry holds it).
+    pub(crate) fn symbol(&self, b: u8) -> u8 {
+        self.symbol[usize::from(b)]
+    }
+
     /// Symbols per node (symbol 0 included, which no entry holds).
     pub(crate) fn symbols(&self) -> usize {
         self.symbols

@@ -10,7 +10,9 @@
 //! child entry is the child's row offset with its end flags, so a step is
 //! one add and one load and the end test reads the entry at hand; and rows
 //! are laid out breadth first, so the shallow nodes every walk passes
-//! share a few cache lines.
+//! share a few cache lines. The bytes of a non-ASCII letter step on their
+//! own symbols through the same table, so the walk needs no copy of the
+//! trie.
 
 use super::{ByteTrie, EXACT, FOLD_OTHER, FOLD_SKIP, SUFFIX};
 
@@ -27,21 +29,16 @@ const ROW_SHIFT: u32 = 2;
 
 /// See the module docs.
 pub(super) struct AliasWalk {
-    /// Per byte: the syntaxes' bits, [`SKIP`] or [`OTHER`], or the symbol
-    /// of its lowercase form from [`SYMBOL_SHIFT`] on (0: no alias holds
-    /// it).
+    /// Per byte: the syntaxes' bits; [`SKIP`] for ASCII that is no letter
+    /// or digit; and from [`SYMBOL_SHIFT`] on the symbol of the byte's
+    /// lowercase form, or for a byte of 0x80 and above ([`OTHER`]) of the
+    /// byte itself (0: no alias holds it).
     bytes: Box<[u32; 256]>,
-    /// Row `r` (of `symbols` entries) holds the children of the `r`-th
-    /// node in breadth-first order: each child's entry ([`AliasWalk::child`]),
-    /// or 0 where no alias continues (the root, row 0, is never a child).
+    /// Row `r` (of the trie's symbol count) holds the children of the
+    /// `r`-th node in breadth-first order: each child's entry (see
+    /// [`AliasWalk::child`]), or 0 where no alias continues (the root, row
+    /// 0, is never a child).
     children: Box<[u32]>,
-    /// The trie node of each row, and the row of each trie node, for the
-    /// walk's rare steps through the trie itself.
-    nodes: Box<[u32]>,
-    rows: Box<[u32]>,
-    /// Each node's end flags, by trie node.
-    ends: Box<[u8]>,
-    symbols: usize,
 }
 
 impl AliasWalk {
@@ -50,36 +47,33 @@ impl AliasWalk {
     pub(super) fn new(trie: &ByteTrie, syntaxes: &[u8; 256]) -> AliasWalk {
         let symbols = trie.symbols();
         let bytes = Box::new(std::array::from_fn(|b| {
-            let action = match trie.fold(b as u8) {
+            let b = b as u8;
+            let action = match trie.fold(b) {
                 FOLD_SKIP => SKIP,
-                FOLD_OTHER => OTHER,
+                FOLD_OTHER => OTHER | u32::from(trie.symbol(b)) << SYMBOL_SHIFT,
                 symbol => u32::from(symbol) << SYMBOL_SHIFT,
             };
-            action | u32::from(syntaxes[b])
+            action | u32::from(syntaxes[usize::from(b)])
         }));
         let order = breadth_first(trie);
-        let mut rows = vec![0u32; trie.nodes()];
+        let mut rows = vec![0; trie.nodes()];
         for (row, &node) in order.iter().enumerate() {
-            rows[node] = u32::try_from(row).unwrap_or(0);
+            rows[node] = row;
         }
-        let flag = |n, slot, flag: u32| if trie.ends_in(n, slot) { flag as u8 } else { 0 };
-        let ends = (0..trie.nodes())
-            .map(|n| flag(n, SUFFIX, ENDS_SUFFIX) | flag(n, EXACT, ENDS_EXACT))
-            .collect();
-        let mut walk = AliasWalk {
-            bytes,
-            children: Box::default(),
-            nodes: order.iter().map(|&n| n as u32).collect(),
-            rows: rows.into(),
-            ends,
-            symbols,
+        // A child's entry: its row's offset (which fits: a trie has far
+        // fewer than 2^30 child slots, its own table of them being
+        // `u32`s) and its end flags.
+        let entry = |node: usize| {
+            let offset = u32::try_from(rows[node] * symbols).unwrap_or(0);
+            let flag = |slot, flag| if trie.ends_in(node, slot) { flag } else { 0 };
+            offset << ROW_SHIFT | flag(SUFFIX, ENDS_SUFFIX) | flag(EXACT, ENDS_EXACT)
         };
-        walk.children = order
+        let children = order
             .iter()
             .flat_map(|&node| (0..symbols).map(move |s| trie.step_folded(node, s as u16)))
-            .map(|child| walk.entry_of(child))
+            .map(|child| if child == 0 { 0 } else { entry(child) })
             .collect();
-        walk
+        AliasWalk { bytes, children }
     }
 
     /// The entry of byte `b`.
@@ -89,32 +83,12 @@ impl AliasWalk {
     }
 
     /// The child of node entry `at` (0 for the root) on a byte whose entry
-    /// is `byte` (neither [`SKIP`] nor [`OTHER`]): its entry, or 0 when no
-    /// alias continues so.
+    /// is `byte` (not [`SKIP`]): its entry, or 0 when no alias continues
+    /// so.
     #[inline]
     pub(super) fn child(&self, at: u32, byte: u32) -> u32 {
         let slot = (at >> ROW_SHIFT) as usize + (byte >> SYMBOL_SHIFT) as usize;
         self.children.get(slot).copied().unwrap_or(0)
-    }
-
-    /// The trie node of node entry `at`.
-    pub(super) fn node(&self, at: u32) -> usize {
-        let row = (at >> ROW_SHIFT) as usize / self.symbols;
-        self.nodes.get(row).map_or(0, |&n| n as usize)
-    }
-
-    /// The entry of trie node `node`: its row's offset and its end flags
-    /// (0 for the root, which no walk steps back to). Offsets fit: a trie
-    /// has far fewer than 2^30 child slots, its own table of them being
-    /// `u32`s.
-    pub(super) fn entry_of(&self, node: usize) -> u32 {
-        match (node, self.rows.get(node), self.ends.get(node)) {
-            (1.., Some(&row), Some(&ends)) => {
-                let offset = u32::try_from(row as usize * self.symbols).unwrap_or(0);
-                offset << ROW_SHIFT | u32::from(ends)
-            }
-            _ => 0,
-        }
     }
 }
 
@@ -135,22 +109,18 @@ mod tests {
     use super::*;
     use crate::detect::rules::RuleSet;
 
-    fn trie_node(trie: &ByteTrie, word: &[u8]) -> usize {
-        word.iter().fold(0, |node, &b| trie.step(node, b))
-    }
-
-    /// Walking any byte string through the layout reaches the trie's node
-    /// with its end flags, or stops where the trie stops; and shallower
-    /// nodes come first.
+    /// Walking a byte string through the layout follows the trie: it
+    /// stops where the trie stops, with the trie's end flags on the way,
+    /// and shallower nodes come first.
     #[test]
-    fn every_walk_reaches_the_tries_node() {
+    fn every_walk_follows_the_trie() {
         let rules = RuleSet::embedded();
         let trie = rules.alias_trie();
         let walk = AliasWalk::new(trie, &[0xff; 256]);
         let words = [
             "diordna", "iemi", "di", "cam", "liame", "xyz", "dia", "ime", "gnl",
         ];
-        let mut depth_of_row = Vec::new();
+        let (mut ends, mut depth_of_row) = (0, Vec::new());
         for word in words {
             let (mut node, mut at) = (0, 0);
             for (depth, &b) in word.as_bytes().iter().enumerate() {
@@ -160,16 +130,34 @@ mod tests {
                 if node == 0 {
                     break;
                 }
-                assert_eq!(walk.node(at), node);
-                assert_eq!(walk.entry_of(node), at);
                 assert_eq!(at & ENDS_SUFFIX != 0, trie.ends_in(node, SUFFIX));
                 assert_eq!(at & ENDS_EXACT != 0, trie.ends_in(node, EXACT));
-                depth_of_row.push(((at >> ROW_SHIFT) as usize / walk.symbols, depth));
+                ends += usize::from(at & (ENDS_SUFFIX | ENDS_EXACT) != 0);
+                depth_of_row.push((at >> ROW_SHIFT, depth));
             }
         }
-        assert!(walk.entry_of(trie_node(trie, b"iemi")) & ENDS_SUFFIX != 0);
+        assert!(ends >= 3, "imei, mac, email end on the way");
         depth_of_row.sort();
         assert!(depth_of_row.windows(2).all(|w| w[0].1 <= w[1].1));
         assert!(walk.byte(b'-') & SKIP != 0 && walk.byte(0xe4) & OTHER != 0);
+    }
+
+    /// A key of non-ASCII letters is walked on its raw bytes: a user's
+    /// alias `设备号` (device number) is found from its last byte.
+    #[test]
+    fn non_ascii_aliases_are_walked_on_their_bytes() {
+        let entries = [("设备号".bytes().rev().collect::<Vec<u8>>(), SUFFIX, 0)];
+        let trie = ByteTrie::new(entries.iter().map(|(b, s, v)| (&b[..], *s, *v)));
+        let walk = AliasWalk::new(&trie, &[0xff; 256]);
+        let at = "设备号"
+            .bytes()
+            .rev()
+            .fold(0, |at, b| walk.child(at, walk.byte(b)));
+        assert_eq!(at & ENDS_SUFFIX, ENDS_SUFFIX);
+        let other = "设备名"
+            .bytes()
+            .rev()
+            .fold(0, |at, b| walk.child(at, walk.byte(b)));
+        assert_eq!(other, 0);
     }
 }
