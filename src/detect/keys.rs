@@ -341,8 +341,6 @@ mod normalize;
 mod trie;
 #[path = "keys_values.rs"]
 mod values;
-#[path = "keys_walk.rs"]
-mod walk;
 
 pub use normalize::{Aliases, key_tokens, normalize_key};
 pub(crate) use normalize::{KeyMap, KeySet, NormalizedKey, key_suffixes};

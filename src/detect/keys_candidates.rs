@@ -16,7 +16,7 @@
 //! URL-encoded form keys) it lets the candidate through, and the regex and
 //! [`RuleSet::kind_for_key`] decide as before.
 
-use super::walk::{AliasWalk, ENDS_EXACT, ENDS_SUFFIX, OTHER, SKIP};
+use super::{ByteTrie, EXACT, FOLD_OTHER, FOLD_SKIP, SUFFIX};
 use crate::detect::rules::RuleSet;
 
 /// Longest key the introducer regex accepts, in bytes, plus the `\` of an
@@ -37,8 +37,7 @@ enum End {
 
 /// The aliases of a rule set, reversed, as a trie over their bytes.
 pub(super) struct KeyCandidates {
-    /// The rules' alias trie, laid out for the walk back from each key end.
-    walk: AliasWalk,
+    trie: ByteTrie,
     /// The CPU has AVX2: key ends are found 32 bytes at a time.
     avx2: bool,
 }
@@ -46,16 +45,19 @@ pub(super) struct KeyCandidates {
 impl KeyCandidates {
     pub(super) fn new(rules: &RuleSet) -> KeyCandidates {
         KeyCandidates {
-            walk: AliasWalk::new(rules.alias_trie(), &KEY_BYTE),
+            trie: rules.alias_trie().clone(),
             avx2: crate::detect::cpu::has_avx2(),
         }
     }
 
-    /// How an alias ending at the node of walk entry `at` may be used.
-    fn end(at: u32) -> End {
-        if at & ENDS_SUFFIX != 0 {
+    fn step(&self, node: usize, b: u8) -> usize {
+        self.trie.step(node, b)
+    }
+
+    fn end(&self, node: usize) -> End {
+        if self.trie.ends_in(node, SUFFIX) {
             End::Suffix
-        } else if at & ENDS_EXACT != 0 {
+        } else if self.trie.ends_in(node, EXACT) {
             End::Exact
         } else {
             End::None
@@ -173,32 +175,29 @@ impl KeyCandidates {
     /// and digits, lowercased, until a byte no such key can hold.
     fn may_name(&self, buf: &[u8], c: usize, syntax: u8) -> bool {
         let lo = c.saturating_sub(MAX_KEY);
-        // The walk's node, as an `AliasWalk` entry: 0 is the root.
-        let (mut at, mut i) = (0, c);
+        let (mut node, mut i) = (0, c);
         while i > lo {
             i -= 1;
-            let byte = self.walk.byte(buf[i]);
-            if byte & u32::from(syntax) == 0 {
+            let b = buf[i];
+            if KEY_BYTE[usize::from(b)] & syntax == 0 {
                 return false;
             }
-            if byte & (SKIP | OTHER) == 0 {
-                at = self.walk.child(at, byte);
-            } else if byte & SKIP != 0 {
-                continue;
-            } else {
-                match self.step_non_ascii(buf, lo, i, at) {
+            match self.trie.fold(b) {
+                FOLD_SKIP => continue,
+                FOLD_OTHER => match self.step_non_ascii(buf, lo, i, node) {
                     NonAscii::Skip(first) => {
                         i = first;
                         continue;
                     }
                     NonAscii::Cased => return true,
-                    NonAscii::Step(first, next) => (i, at) = (first, next),
-                }
+                    NonAscii::Step(first, next) => (i, node) = (first, next),
+                },
+                symbol => node = self.trie.step_folded(node, symbol),
             }
-            if at == 0 {
+            if node == 0 {
                 return false;
             }
-            let end = Self::end(at);
+            let end = self.end(node);
             if end != End::None && starts_token(buf, i, end) {
                 return true;
             }
@@ -214,9 +213,8 @@ enum NonAscii {
     Skip(usize),
     /// A cased letter, which lowercasing changes: unsure.
     Cased,
-    /// A letter or digit starting at the offset, leading to the node (an
-    /// [`AliasWalk`] entry).
-    Step(usize, u32),
+    /// A letter or digit starting at the offset, leading to the node.
+    Step(usize, usize),
 }
 
 impl KeyCandidates {
@@ -226,7 +224,7 @@ impl KeyCandidates {
     /// walk's loop, which sees ASCII keys nearly always.
     #[cold]
     #[inline(never)]
-    fn step_non_ascii(&self, buf: &[u8], lo: usize, i: usize, mut at: u32) -> NonAscii {
+    fn step_non_ascii(&self, buf: &[u8], lo: usize, i: usize, mut node: usize) -> NonAscii {
         let Some((first, ch)) = char_ending_at(buf, lo, i) else {
             return NonAscii::Skip(i);
         };
@@ -237,12 +235,12 @@ impl KeyCandidates {
             return NonAscii::Cased;
         }
         for b in ch.encode_utf8(&mut [0; 4]).bytes().rev() {
-            at = self.walk.child(at, self.walk.byte(b));
-            if at == 0 {
+            node = self.step(node, b);
+            if node == 0 {
                 break;
             }
         }
-        NonAscii::Step(first, at)
+        NonAscii::Step(first, node)
     }
 }
 
