@@ -161,10 +161,13 @@ impl PatternScanner {
                 pair_kinds.push((kind, groups));
             }
         }
-        let prepass = Prepass::new(
-            scan.iter()
-                .map(|s| (s.rule.regex.as_str(), &s.rule.before, &s.rule.after)),
-        );
+        let prepass = Prepass::new(scan.iter().map(|s| {
+            (
+                s.rule.regex.as_str(),
+                refused_before(&s.rule),
+                &s.rule.after,
+            )
+        }));
         let plain = (0..scan.len())
             .filter(|i| !prepass.rules.contains(i))
             .collect();
@@ -533,7 +536,9 @@ mod prepass;
 #[path = "patterns_shape.rs"]
 mod shape;
 
-use context::{KeyMasks, KeyVerdicts, blocked_before, escaped_before, evaluate, join_truncated};
+use context::{
+    KeyMasks, KeyVerdicts, blocked_before, escaped_before, evaluate, join_truncated, refused_before,
+};
 use prepass::Prepass;
 
 #[cfg(test)]

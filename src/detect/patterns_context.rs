@@ -4,13 +4,14 @@
 
 use std::borrow::Cow;
 
+use super::shape::ByteSet;
 use super::{HEX_BLOB_LEN, PatternScanner, ScanRule};
 use crate::detect::keys::{Aliases, ByteTrie, NormalizedKey, SUFFIX, normalize_key};
 use crate::detect::percent::escape_at;
 use crate::detect::rules::PatternRule;
 use crate::detect::rules::RuleSet;
 use crate::detect::seen::SeenContexts;
-use walk::{inside_token, key_and_reach, nearest_key, opens_array};
+use walk::{inside_token, key_and_reach, nearest_key, opens_array, opens_value};
 
 /// The key a value is assigned to, and the kind that key names.
 pub(super) struct KeyInfo<'b> {
@@ -408,6 +409,16 @@ fn in_hex_blob(buf: &[u8], ms: usize, me: usize) -> bool {
 pub(super) fn blocked_before(rule: &PatternRule, buf: &[u8], i: usize) -> bool {
     let before = escaped_before(buf, i).or_else(|| i.checked_sub(1).map(|p| buf[p]));
     before.is_some_and(|b| rule.before.contains(b))
+}
+
+/// The bytes right before a position that rule out a match of `rule`
+/// starting there, for the pre-pass: those its `boundary_before` refuses
+/// and, when it needs a key, every byte after which no key is found (the
+/// value starts inside a token, see [`inside_token`]). Where a `%XX`
+/// escape ends right before, the byte it encodes is what is refused, and
+/// no key is found after an escaped byte of this set either.
+pub(super) fn refused_before(rule: &PatternRule) -> ByteSet {
+    ByteSet::matching(|b| rule.before.contains(b) || rule.needs_key_context && !opens_value(b))
 }
 
 /// The byte encoded by a `%XX` escape ending right before `buf[i]`.

@@ -157,6 +157,25 @@ proptest! {
         }
     }
 
+    /// What the pre-pass refuses before a rule that needs a key, beyond its
+    /// boundary, is a byte after which the walk finds no key: at the
+    /// message's first bytes too, and where an escape ends right before
+    /// (the byte it encodes is the one refused).
+    #[test]
+    fn no_key_follows_a_byte_refused_for_want_of_one(text in key_syntax()) {
+        static RULES: std::sync::LazyLock<RuleSet> = std::sync::LazyLock::new(RuleSet::embedded);
+        let keyed = RULES.kinds().iter().flat_map(|k| &k.patterns).filter(|r| r.needs_key_context);
+        for rule in keyed {
+            let refused = refused_before(rule);
+            for s in 1..=text.len() {
+                let before = escaped_before(&text, s).unwrap_or(text[s - 1]);
+                if refused.contains(before) && !rule.before.contains(before) {
+                    prop_assert_eq!(nearest_key(&text, s), None, "at {}", s);
+                }
+            }
+        }
+    }
+
     /// Outcomes remembered by context change nothing: every position of a
     /// text of keys and values, asked about any rules, is answered as by a
     /// lookup that remembers nothing, with the contexts of the whole text
@@ -256,4 +275,26 @@ fn the_key_lookup_answers_from_remembered_contexts() {
     let now = masks.allowed_at(rules, scan, &mut verdicts, (text, s), all);
     assert_eq!(now, all & masks.by_kind[imei]);
     assert_ne!(now, keyed);
+}
+
+/// A rule that needs a key refuses, before a match, what its boundary
+/// refuses and every byte after which no key is found; a rule that needs
+/// none refuses only what its boundary does.
+#[test]
+fn rules_needing_a_key_refuse_what_no_key_follows() {
+    let rules = RuleSet::embedded();
+    let first = |id: &str| &rules.kind(id).expect("an embedded kind").patterns[0];
+    let oaid = refused_before(first("oaid"));
+    for b in *b"-,/&{\n0aZ" {
+        assert!(oaid.contains(b), "{:?} is refused", b as char);
+    }
+    for b in *b"\"' \t\\[:=>" {
+        assert!(!oaid.contains(b), "{:?} may end a key", b as char);
+    }
+    let imei = first("imei");
+    assert!(!imei.needs_key_context);
+    assert_eq!(
+        refused_before(imei),
+        ByteSet::matching(|b| imei.before.contains(b))
+    );
 }

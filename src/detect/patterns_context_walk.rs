@@ -122,7 +122,13 @@ pub(super) fn nearest_key(buf: &[u8], s: usize) -> Option<&[u8]> {
 /// same after its first steps.
 #[inline]
 pub(super) fn inside_token(buf: &[u8], s: usize) -> bool {
-    s >= 3 && NEAR_KEY[usize::from(buf[s - 1])] & OPENS_VALUE == 0 && buf[s - 3] != b'%'
+    s >= 3 && !opens_value(buf[s - 1]) && buf[s - 3] != b'%'
+}
+
+/// True if a value right after `b` may have a key: `b` is a quote, a
+/// space, a `[`, or what ends a key (`:`, `=`, `>`).
+pub(super) fn opens_value(b: u8) -> bool {
+    NEAR_KEY[usize::from(b)] & OPENS_VALUE != 0
 }
 
 /// [`nearest_key`] as a range of `buf`, with what the walk read.

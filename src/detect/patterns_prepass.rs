@@ -7,9 +7,10 @@
 //! ([`super::shape`]) gets one bit of a 64-bit mask. The filter hands out
 //! each position with the rules of the groups that let it through, and two
 //! table entries are ANDed with those: rules whose match can start with
-//! this byte, and rules whose `boundary_before` does not refuse the byte
-//! before (decoded when it ends a `%XX` escape, as
-//! [`super::blocked_before`] does). Surviving bits go through table
+//! this byte, and rules that do not refuse the byte before (decoded when
+//! it ends a `%XX` escape, as [`super::blocked_before`] does): the bytes
+//! their `boundary_before` refuses, and for rules that need a key, the
+//! bytes after which no key is found. Surviving bits go through table
 //! lookups of the next [`EARLY`] bytes (each must be in the rule's
 //! alphabet while its shortest match goes on). Then the key before the
 //! candidate is asked, which turns away most of what is left. Where the
@@ -104,12 +105,12 @@ impl Runs {
 }
 
 impl Prepass {
-    /// Takes each rule's (pattern, before, after) in scanner order; rules
-    /// the analysis cannot describe (and any past the 64th) are left to
-    /// the plain search.
-    pub fn new<'r>(
-        rules: impl Iterator<Item = (&'r str, &'r ByteClass, &'r ByteClass)>,
-    ) -> Prepass {
+    /// Takes each rule's (pattern, refused before, after) in scanner
+    /// order, the bytes refused before being those after which the rule
+    /// cannot report (see [`super::refused_before`]); rules the analysis
+    /// cannot describe (and any past the 64th) are left to the plain
+    /// search.
+    pub fn new<'r>(rules: impl Iterator<Item = (&'r str, ByteSet, &'r ByteClass)>) -> Prepass {
         let mut pre = Prepass {
             rules: Vec::new(),
             fast: Vec::new(),
@@ -164,7 +165,7 @@ impl Prepass {
                     bit,
                     alphabet: shape.alphabet,
                     min_len: shape.min_len,
-                    refused_before: ByteSet::matching(|b| before.contains(b)),
+                    refused_before: before,
                     required: shape.required.map(|r| (r.set, r.within.min(MAX_MATCH_LEN))),
                 });
             }
