@@ -221,3 +221,35 @@ fn a_context_key_that_names_no_kind_still_counts() {
         assert_eq!(ids(&fast, msg), ids(&plain, msg), "{msg}");
     }
 }
+
+/// The key lookup is never asked about a rule that needs a key where the
+/// byte before the candidate opens no value (no key can be found there),
+/// and still is where it does: the pre-pass refuses those bytes before such
+/// rules (`refused_before`), not the lookup after them.
+#[test]
+fn rules_needing_a_key_are_not_looked_up_inside_a_token() {
+    let pre = &SCANNER.prepass;
+    let keyed = (0..pre.rules.len())
+        .filter(|&bit| SCANNER.scan[pre.rules[bit]].rule.needs_key_context)
+        .fold(0u64, |m, bit| m | 1 << bit);
+    let uuid = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    let buf = format!("x{uuid} /{uuid} \"{uuid}\" id-{uuid}");
+    let buf = buf.as_bytes();
+    let mut asked = Vec::new();
+    let key_allows = |p: usize, m: u64| {
+        asked.push((p, m));
+        m
+    };
+    pre.candidates(buf, 0, buf.len(), key_allows, |_, _| {});
+    let (inside, opened): (Vec<_>, Vec<_>) = asked
+        .iter()
+        .filter(|(p, _)| *p > 0)
+        .partition(|(p, _)| !matches!(buf[p - 1], b'"' | b' '));
+    for (p, m) in &inside {
+        assert_eq!(m & keyed, 0, "asked after {:?}", buf[p - 1] as char);
+    }
+    assert!(
+        opened.iter().any(|(_, m)| m & keyed != 0),
+        "a value after a quote or a space is looked up: {asked:?}"
+    );
+}
