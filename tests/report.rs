@@ -215,10 +215,10 @@ fn assert_self_contained(html: &str) {
 fn chromium() -> PathBuf {
     for name in ["chromium", "chromium-browser", "google-chrome"] {
         let found = Command::new("which").arg(name).output();
-        if let Ok(out) = found.as_ref().map(|o| (o.status.success(), &o.stdout)) {
-            if out.0 {
-                return PathBuf::from(String::from_utf8_lossy(out.1).trim());
-            }
+        if let Ok(out) = found.as_ref().map(|o| (o.status.success(), &o.stdout))
+            && out.0
+        {
+            return PathBuf::from(String::from_utf8_lossy(out.1).trim());
         }
     }
     panic!(

@@ -282,10 +282,10 @@ impl Forms {
         }
         let key = (id.to_string(), bytes);
         if let Some(&i) = self.seen.get(&key) {
-            if let Some(form) = self.list.get_mut(i) {
-                if encoding.strength() > form.encoding.strength() {
-                    form.encoding = encoding;
-                }
+            if let Some(form) = self.list.get_mut(i)
+                && encoding.strength() > form.encoding.strength()
+            {
+                form.encoding = encoding;
             }
             return;
         }
@@ -557,10 +557,10 @@ fn inner_base64(engine: &GeneralPurpose, value: &[u8]) -> Vec<String> {
         let encoded = engine.encode(&buf);
         let first = (8 * k).div_ceil(6);
         let last = 8 * (k + value.len()) / 6;
-        if let Some(core) = encoded.get(first..last) {
-            if core.len() >= MIN_INNER_BASE64_LEN {
-                cores.push(core.to_string());
-            }
+        if let Some(core) = encoded.get(first..last)
+            && core.len() >= MIN_INNER_BASE64_LEN
+        {
+            cores.push(core.to_string());
         }
     }
     cores

@@ -396,13 +396,13 @@ impl KnownValueStream<'_> {
                 }
             }
             Target::App(i) => {
-                if let Some(seen) = self.apps_seen.get_mut(i) {
-                    if !*seen {
-                        *seen = true;
-                        self.apps_count += 1;
-                        if self.apps_count == self.matcher.apps_needed {
-                            on_match(report("installed_apps", pattern.encoding));
-                        }
+                if let Some(seen) = self.apps_seen.get_mut(i)
+                    && !*seen
+                {
+                    *seen = true;
+                    self.apps_count += 1;
+                    if self.apps_count == self.matcher.apps_needed {
+                        on_match(report("installed_apps", pattern.encoding));
                     }
                 }
             }

@@ -182,12 +182,12 @@ impl Search {
     /// Ends the message: appends the occurrences starting in the held
     /// bytes (each must end by the message's end).
     pub(super) fn finish(&self, cur: &mut Cursor, hits: &mut Vec<Hit>) {
-        if let How::Sampled(filter) = &self.how {
-            if cur.done < cur.offset {
-                let from = (cur.done - cur.keep) as usize;
-                filter.find(&cur.held, from..cur.held.len(), cur.keep, hits);
-                cur.done = cur.offset;
-            }
+        if let How::Sampled(filter) = &self.how
+            && cur.done < cur.offset
+        {
+            let from = (cur.done - cur.keep) as usize;
+            filter.find(&cur.held, from..cur.held.len(), cur.keep, hits);
+            cur.done = cur.offset;
         }
     }
 }

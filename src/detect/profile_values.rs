@@ -183,7 +183,7 @@ fn luhn(v: &str, expected: &str) -> Result<(), Problem> {
             }
         })
         .sum();
-    if sum % 10 == 0 {
+    if sum.is_multiple_of(10) {
         Ok(())
     } else {
         Err(invalid(

@@ -69,7 +69,7 @@ pub(in crate::detect::scan) fn decode_payload<'b>(
     engine(url_safe).decode_vec(trimmed, decoded).ok()?;
     let compressed = match decoded.as_slice() {
         [0x1f, 0x8b, ..] => Some((ContentCoding::Gzip, "gzip")),
-        [0x78, flg, ..] if (0x7800u16 | *flg as u16) % 31 == 0 => {
+        [0x78, flg, ..] if (0x7800u16 | *flg as u16).is_multiple_of(31) => {
             Some((ContentCoding::Deflate, "zlib"))
         }
         _ => None,

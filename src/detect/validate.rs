@@ -155,7 +155,7 @@ pub fn luhn(s: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// GSMA reporting-body identifiers (the first two digits of every TAC).
@@ -356,7 +356,7 @@ const CN_PROVINCES: &[u8] = &[
 ];
 
 fn is_leap(year: u32) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+    (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
 }
 
 /// A real calendar date `YYYYMMDD` with 1900 ≤ year ≤ 2099. (No clock is

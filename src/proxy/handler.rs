@@ -158,10 +158,10 @@ impl HttpHandler for FlowHandler {
         ctx: &HttpContext,
         mut req: Request<Body>,
     ) -> RequestOrResponse {
-        if self.connect.is_none() {
-            if let Some(refused) = self.refusal(ctx, &req) {
-                return refused.into();
-            }
+        if self.connect.is_none()
+            && let Some(refused) = self.refusal(ctx, &req)
+        {
+            return refused.into();
         }
         // Credentials for the proxy are never forwarded, nor recorded.
         req.headers_mut().remove(header::PROXY_AUTHORIZATION);
