@@ -41,11 +41,11 @@ proptest! {
         }
     }
 
-    /// Both ways of sorting a block's bytes give each set's map by its
+    /// Every way of sorting a block's bytes gives each set's map by its
     /// definition, for sets with and without non-ASCII bytes, and bytes
     /// past the data's end are in no set.
     #[test]
-    fn both_classifiers_agree_with_the_definition(
+    fn every_classifier_agrees_with_the_definition(
         sets in proptest::collection::vec(
             prop_oneof![
                 proptest::array::uniform4(any::<u64>()),
@@ -72,6 +72,12 @@ proptest! {
             let got = unsafe { c.by_nibbles(block) };
             prop_assert_eq!(&got[..sets.len()], &want[..]);
         }
+        #[cfg(target_arch = "x86_64")]
+        if c.avx512 {
+            // SAFETY: `avx512` says the CPU has AVX-512F and BW.
+            let got = unsafe { c.by_nibbles512(block) };
+            prop_assert_eq!(&got[..sets.len()], &want[..]);
+        }
         let inside = if len == 64 { u64::MAX } else { (1 << len) - 1 };
         let tail = c.maps(&bytes[..len], 0);
         for (got, want) in tail.iter().zip(&want) {
@@ -80,7 +86,8 @@ proptest! {
     }
 
     /// One slot's maps of a whole buffer, made in one pass, are the
-    /// blocks' maps one by one, with the CPU's AVX2 and without.
+    /// blocks' maps one by one, with the CPU's AVX-512 and AVX2 and
+    /// without.
     #[test]
     fn one_slots_maps_are_each_blocks_maps(
         sets in proptest::collection::vec(proptest::array::uniform4(any::<u64>()), 1..=4),
@@ -97,6 +104,10 @@ proptest! {
             .map(|at| c.maps(&bytes, at)[slot])
             .collect();
         let mut got = vec![7];
+        c.slot_maps(&bytes, slot, &mut got);
+        prop_assert_eq!(&got, &want);
+        // Each vector path in turn, down to the class table.
+        c.avx512 = false;
         c.slot_maps(&bytes, slot, &mut got);
         prop_assert_eq!(&got, &want);
         c.avx2 = false;

@@ -12,3 +12,16 @@ pub(crate) fn has_avx2() -> bool {
         false
     }
 }
+
+/// True when the CPU has AVX-512 with byte and word instructions
+/// (AVX-512F and BW; always false off x86-64).
+pub(crate) fn has_avx512bw() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
