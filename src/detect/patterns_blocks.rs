@@ -105,6 +105,9 @@ pub(super) struct BlockFilter {
     /// The groups' tests four at a time, where the CPU has AVX2.
     #[cfg(target_arch = "x86_64")]
     lanes: Option<lanes::GroupLanes>,
+    /// The same eight at a time, where the CPU has AVX-512 (F and BW).
+    #[cfg(target_arch = "x86_64")]
+    octets: Option<octets::GroupOctets>,
 }
 
 impl BlockFilter {
@@ -117,6 +120,8 @@ impl BlockFilter {
             every_position: false,
             #[cfg(target_arch = "x86_64")]
             lanes: None,
+            #[cfg(target_arch = "x86_64")]
+            octets: None,
         };
         // The rules of each alphabet, in order of first appearance.
         let mut members: Vec<(ByteSet, Vec<&RuleNeeds>)> = Vec::new();
@@ -184,6 +189,11 @@ impl BlockFilter {
         if crate::detect::cpu::has_avx2() {
             let refused = |x: usize| f.refused.get(x).copied();
             f.lanes = Some(lanes::GroupLanes::new(&f.groups, refused));
+        }
+        #[cfg(target_arch = "x86_64")]
+        if f.classify.has_avx512() {
+            let refused = |x: usize| f.refused.get(x).copied();
+            f.octets = Some(octets::GroupOctets::new(&f.groups, refused));
         }
         f
     }
@@ -258,17 +268,17 @@ impl BlockFilter {
             return;
         }
         #[cfg(target_arch = "x86_64")]
+        if let Some(octets) = &self.octets {
+            // SAFETY: `octets` is built only where the CPU was found to
+            // have AVX-512F and BW (`has_avx512`).
+            unsafe { self.positions_avx512(octets, buf, from, to, &mut visit) };
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
         if let Some(lanes) = &self.lanes {
             // SAFETY: `lanes` is built only where the CPU was found to have
-            // AVX2 (`has_avx2`), and `has_avx512` says whether it has
-            // AVX-512F and BW.
-            unsafe {
-                if self.classify.has_avx512() {
-                    self.positions_avx2::<true>(lanes, buf, from, to, &mut visit);
-                } else {
-                    self.positions_avx2::<false>(lanes, buf, from, to, &mut visit);
-                }
-            }
+            // AVX2 (`has_avx2`).
+            unsafe { self.positions_avx2(lanes, buf, from, to, &mut visit) };
             return;
         }
         let maps = |at| self.classify.maps(buf, at);
@@ -281,15 +291,10 @@ impl BlockFilter {
 
     /// [`BlockFilter::positions`] with AVX2: the classification and the
     /// lanes' tests inlined into one loop, without a call per block that
-    /// hands over every slot's maps. With `AVX512` (the CPU has AVX-512F
-    /// and BW), each block is classified with AVX-512 instead, in a call:
-    /// compiled for AVX-512, this loop ran ~5% slower, and with both ways
-    /// of classifying in one copy of it, ~4% slower, while the call costs
-    /// less than AVX-512 saves (~8% of the pipeline's time on the bench
-    /// machine).
+    /// hands over every slot's maps.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn positions_avx2<const AVX512: bool>(
+    fn positions_avx2(
         &self,
         lanes: &lanes::GroupLanes,
         buf: &[u8],
@@ -297,19 +302,34 @@ impl BlockFilter {
         to: usize,
         visit: &mut impl FnMut(usize, u64, Option<&Window>),
     ) {
-        // SAFETY (all): this function runs only where the CPU has AVX2,
-        // and with `AVX512` only where it has AVX-512F and BW.
-        let maps = |at| unsafe {
-            if AVX512 {
-                self.classify.maps_avx512(buf, at)
-            } else {
-                self.classify.maps_avx2(buf, at)
-            }
-        };
+        // SAFETY (both): this function runs only where the CPU has AVX2.
+        let maps = |at| unsafe { self.classify.maps_avx2(buf, at) };
         let candidates = |maps: &_, before, escaped, by_group: &mut _| unsafe {
             lanes.candidates(maps, before, escaped, by_group)
         };
         let rules_at = |by_group: &_, off| unsafe { lanes.rules_at(by_group, off) };
+        self.walk(buf, (from, to), maps, (candidates, rules_at), visit);
+    }
+
+    /// [`BlockFilter::positions`] with AVX-512: as with AVX2, eight groups
+    /// to a vector.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn positions_avx512(
+        &self,
+        octets: &octets::GroupOctets,
+        buf: &[u8],
+        from: usize,
+        to: usize,
+        visit: &mut impl FnMut(usize, u64, Option<&Window>),
+    ) {
+        // SAFETY (all): this function runs only where the CPU has AVX-512F
+        // and BW.
+        let maps = |at| unsafe { self.classify.maps_avx512(buf, at) };
+        let candidates = |maps: &_, before, escaped, by_group: &mut _| unsafe {
+            octets.candidates(maps, before, escaped, by_group)
+        };
+        let rules_at = |by_group: &_, off| unsafe { octets.rules_at(by_group, off) };
         self.walk(buf, (from, to), maps, (candidates, rules_at), visit);
     }
 
@@ -503,8 +523,16 @@ fn reaches(a: u64, set: u64, reach: &Reach) -> u64 {
 mod fold;
 
 #[cfg(target_arch = "x86_64")]
+#[path = "patterns_blocks_lane_needs.rs"]
+mod lane_needs;
+
+#[cfg(target_arch = "x86_64")]
 #[path = "patterns_blocks_lanes.rs"]
 mod lanes;
+
+#[cfg(target_arch = "x86_64")]
+#[path = "patterns_blocks_octets.rs"]
+mod octets;
 
 #[cfg(test)]
 #[path = "patterns_blocks_tests.rs"]

@@ -20,62 +20,28 @@ use std::arch::x86_64::{
     _mm256_slli_epi64, _mm256_srlv_epi64, _mm256_storeu_si256, _mm256_testz_si256,
 };
 
-use super::{Group, HALF, LONGER_THAN_HALF, RunShifts, SLOTS};
+use super::lane_needs::LaneNeeds;
+use super::{Group, SLOTS};
 
 /// Groups per vector.
 const LANES: usize = 4;
-/// Doubling steps of a reach test: offsets up to `HALF` take five.
-const STEPS: usize = HALF.ilog2() as usize;
 
 /// One value per lane.
 type Lanes = [u64; LANES];
 
-/// `LONGER_THAN_HALF` in every lane.
-const LONGER: [Lanes; 6] = {
-    let mut out = [[0; LANES]; 6];
-    let mut k = 0;
-    while k < 6 {
-        out[k] = [LONGER_THAN_HALF[k] as u64; LANES];
-        k += 1;
-    }
-    out
-};
-
-/// What four groups need, lane by lane; see [`Group`] and [`super::Reach`].
+/// What four groups need, lane by lane, and how each lane takes its
+/// refused and required maps.
 struct Quad {
     /// The slot of the first lane's alphabet; the others follow it.
-    /// `live` is all ones in lanes that hold a group.
     alphabets_from: usize,
-    live: Lanes,
-    /// The refused set's slot, and all ones where the group has one.
-    refused: Lanes,
-    has_refused: Lanes,
+    needs: LaneNeeds<LANES>,
     refused_maps: Pick,
-    /// `run_shifts` of the shortest match, one array per step.
-    shortest: [Lanes; 6],
-    /// The required set's slot, and all ones where the group has one.
-    has_required: Lanes,
     required_maps: Pick,
-    /// Per doubling step `k` of [`super::reaches`], `1 << k` where the
-    /// lane's reach takes that step and 0 where it does not.
-    doubling: [Lanes; STEPS],
-    /// The reach's last step: its offset, and `run_shifts` for it.
-    rest: Lanes,
-    rest_run: [Lanes; 6],
-    /// All ones where a run longer than the window's half passes.
-    beyond: Lanes,
-    /// Steps worth taking: no lane requires, or looks beyond, otherwise.
-    any_required: bool,
-    any_beyond: bool,
-    doubling_used: usize,
 }
 
 /// The groups of a filter, four to a [`Quad`].
 pub(super) struct GroupLanes {
     quads: Vec<Quad>,
-    /// Per quad, the rules of each set of its lanes (bit `i` for lane `i`),
-    /// so a candidate's rules take one lookup per quad.
-    rules_by_lanes: Vec<[u64; 1 << LANES]>,
 }
 
 impl GroupLanes {
@@ -93,22 +59,7 @@ impl GroupLanes {
             .enumerate()
             .map(|(q, chunk)| Quad::new(q * LANES, chunk, &refused))
             .collect();
-        let rules_by_lanes = groups
-            .chunks(LANES)
-            .map(|chunk| {
-                std::array::from_fn(|lanes| {
-                    let lane = chunk
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| lanes >> i & 1 == 1);
-                    lane.fold(0, |rules, (_, g)| rules | g.rules)
-                })
-            })
-            .collect();
-        GroupLanes {
-            quads,
-            rules_by_lanes,
-        }
+        GroupLanes { quads }
     }
 
     /// [`super::BlockFilter::rules_at`]: the rules of the groups whose
@@ -123,11 +74,11 @@ impl GroupLanes {
     pub unsafe fn rules_at(&self, by_group: &[u64; SLOTS], off: u32) -> u64 {
         // Bit `off` of each lane moved to its top, where `movemask` reads it.
         let up = _mm_cvtsi32_si128(63 - off as i32);
-        let quads = by_group.chunks_exact(LANES).zip(&self.rules_by_lanes);
-        quads.fold(0, |rules, (found, table)| {
+        let quads = by_group.chunks_exact(LANES).zip(&self.quads);
+        quads.fold(0, |rules, (found, quad)| {
             let top = _mm256_sll_epi64(load(found.try_into().expect("four lanes")), up);
             let lanes = _mm256_movemask_pd(_mm256_castsi256_pd(top)) as usize;
-            rules | table[lanes & ((1 << LANES) - 1)]
+            rules | quad.needs.rules_by_lanes[lanes & ((1 << LANES) - 1)]
         })
     }
 
@@ -167,42 +118,13 @@ impl GroupLanes {
 
 impl Quad {
     fn new(first: usize, groups: &[Group], refused: &impl Fn(usize) -> Option<usize>) -> Quad {
-        let lane = |f: &dyn Fn(&Group) -> u64| -> Lanes {
-            std::array::from_fn(|i| groups.get(i).map_or(0, f))
-        };
-        let all = |on: bool| if on { u64::MAX } else { 0 };
-        let shifts = |f: &dyn Fn(&Group) -> RunShifts| -> [Lanes; 6] {
-            std::array::from_fn(|k| lane(&|g| u64::from(f(g)[k])))
-        };
-        let offsets = |g: &Group| g.required.as_ref().map_or(1, |r| r.within + 1);
-        // The doubling steps `reaches` takes: `have` while `2 * have <= offsets`.
-        let doubling =
-            std::array::from_fn(|k| lane(&|g| if 2 << k <= offsets(g) { 1 << k } else { 0 }));
-        let have = |g: &Group| 1 << offsets(g).ilog2();
         let refused_slots = std::array::from_fn(|i| refused(groups.get(i)?.refused_before));
         let required_slots = std::array::from_fn(|i| Some(groups.get(i)?.required.as_ref()?.slot));
         Quad {
             alphabets_from: first,
-            live: lane(&|_| u64::MAX),
-            refused: lane(&|g| refused(g.refused_before).map_or(0, |s| s as u64)),
-            has_refused: lane(&|g| all(refused(g.refused_before).is_some())),
+            needs: LaneNeeds::new(groups, refused),
             refused_maps: Pick::new(refused_slots),
-            shortest: shifts(&|g| g.shortest),
-            has_required: lane(&|g| all(g.required.is_some())),
             required_maps: Pick::new(required_slots),
-            doubling,
-            rest: lane(&|g| (offsets(g) - have(g)) as u64),
-            rest_run: shifts(&|g| g.required.as_ref().map_or([0; 6], |r| r.rest)),
-            beyond: lane(&|g| all(g.required.as_ref().is_some_and(|r| r.beyond))),
-            any_required: groups.iter().any(|g| g.required.is_some()),
-            any_beyond: groups
-                .iter()
-                .any(|g| g.required.as_ref().is_some_and(|r| r.beyond)),
-            doubling_used: groups
-                .iter()
-                .map(|g| offsets(g).ilog2() as usize)
-                .max()
-                .unwrap_or(0),
         }
     }
 
@@ -217,30 +139,31 @@ impl Quad {
         let alphabets = &maps[from..from + LANES];
         let a = _mm256_and_si256(
             load(alphabets.try_into().expect("four slots")),
-            load(&self.live),
+            load(&self.needs.live),
         );
         let r = self.refused_maps.from(maps);
         // A position is refused when the byte before it is in the set: the
         // map moved on by one, with the byte before the window at bit 0.
-        let before_bit = _mm256_and_si256(_mm256_srlv_epi64(before, load(&self.refused)), one);
+        let before_bit =
+            _mm256_and_si256(_mm256_srlv_epi64(before, load(&self.needs.refused)), one);
         let refused = _mm256_and_si256(
             _mm256_or_si256(_mm256_slli_epi64::<1>(r), before_bit),
-            load(&self.has_refused),
+            load(&self.needs.has_refused),
         );
         let allowed = _mm256_or_si256(_mm256_andnot_si256(refused, all_ones()), escaped);
         let mut c = _mm256_and_si256(a, allowed);
-        c = _mm256_and_si256(c, at_least(a, &self.shortest));
-        if self.any_required {
+        c = _mm256_and_si256(c, at_least(a, &self.needs.shortest));
+        if self.needs.any_required {
             let set = self.required_maps.from(maps);
             let mut near = self.reaches(a, set);
-            if self.any_beyond {
-                let long = at_least(a, &LONGER);
-                near = _mm256_or_si256(near, _mm256_and_si256(long, load(&self.beyond)));
+            if self.needs.any_beyond {
+                let long = at_least(a, &LaneNeeds::<LANES>::LONGER);
+                near = _mm256_or_si256(near, _mm256_and_si256(long, load(&self.needs.beyond)));
             }
             // Lanes without a required set keep every position.
             near = _mm256_or_si256(
                 near,
-                _mm256_andnot_si256(load(&self.has_required), all_ones()),
+                _mm256_andnot_si256(load(&self.needs.has_required), all_ones()),
             );
             c = _mm256_and_si256(c, near);
         }
@@ -251,19 +174,22 @@ impl Quad {
     #[target_feature(enable = "avx2")]
     fn reaches(&self, a: __m256i, set: __m256i) -> __m256i {
         // Lanes without a required set picked any map: masked out.
-        let mut hit = _mm256_and_si256(_mm256_and_si256(set, a), load(&self.has_required));
+        let mut hit = _mm256_and_si256(_mm256_and_si256(set, a), load(&self.needs.has_required));
         // No required byte in any lane's runs: none is within reach.
         if _mm256_testz_si256(hit, hit) == 1 {
             return hit;
         }
         let mut run = a;
-        for step in &self.doubling[..self.doubling_used] {
+        for step in &self.needs.doubling[..self.needs.doubling_used] {
             let s = load(step);
             hit = _mm256_or_si256(hit, _mm256_and_si256(run, _mm256_srlv_epi64(hit, s)));
             run = _mm256_and_si256(run, _mm256_srlv_epi64(run, s));
         }
-        let rest = _mm256_srlv_epi64(hit, load(&self.rest));
-        _mm256_or_si256(hit, _mm256_and_si256(at_least(a, &self.rest_run), rest))
+        let rest = _mm256_srlv_epi64(hit, load(&self.needs.rest));
+        _mm256_or_si256(
+            hit,
+            _mm256_and_si256(at_least(a, &self.needs.rest_run), rest),
+        )
     }
 }
 

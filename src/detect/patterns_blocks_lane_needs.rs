@@ -1,0 +1,101 @@
+//! What a vector of the block filter's group tests needs, lane by lane:
+//! one 64-bit lane per group, for the AVX2 lanes (four) and the AVX-512
+//! octets (eight) alike.
+
+use super::{Group, HALF, LONGER_THAN_HALF, RunShifts};
+
+/// Doubling steps of a reach test: offsets up to `HALF` take five.
+pub(super) const STEPS: usize = HALF.ilog2() as usize;
+
+/// The tests of `N` groups, lane by lane; see [`Group`] and
+/// [`super::Reach`]. Lanes past the last group are not `live`, and hold
+/// zeros elsewhere.
+pub(super) struct LaneNeeds<const N: usize> {
+    /// All ones in lanes that hold a group.
+    pub live: [u64; N],
+    /// The refused set's slot, and all ones where the group has one.
+    pub refused: [u64; N],
+    pub has_refused: [u64; N],
+    /// `run_shifts` of the shortest match, one array per step.
+    pub shortest: [[u64; N]; 6],
+    /// The required set's slot, and all ones where the group has one.
+    pub required: [u64; N],
+    pub has_required: [u64; N],
+    /// Per doubling step `k` of [`super::reaches`], `1 << k` where the
+    /// lane's reach takes that step and 0 where it does not.
+    pub doubling: [[u64; N]; STEPS],
+    /// The reach's last step: its offset, and `run_shifts` for it.
+    pub rest: [u64; N],
+    pub rest_run: [[u64; N]; 6],
+    /// All ones where a run longer than the window's half passes.
+    pub beyond: [u64; N],
+    /// Steps worth taking: no lane requires, or looks beyond, otherwise.
+    pub any_required: bool,
+    pub any_beyond: bool,
+    pub doubling_used: usize,
+    /// The rules of each set of the lanes (bit `i` for lane `i`), so a
+    /// candidate's rules take one lookup: `1 << N` entries.
+    pub rules_by_lanes: Box<[u64]>,
+}
+
+impl<const N: usize> LaneNeeds<N> {
+    /// `LONGER_THAN_HALF` in every lane.
+    pub const LONGER: [[u64; N]; 6] = {
+        let mut out = [[0; N]; 6];
+        let mut k = 0;
+        while k < 6 {
+            out[k] = [LONGER_THAN_HALF[k] as u64; N];
+            k += 1;
+        }
+        out
+    };
+
+    /// The needs of `groups` (at most `N`); `refused` maps a group's
+    /// `refused_before` to its slot (`None` for none).
+    pub fn new(groups: &[Group], refused: &impl Fn(usize) -> Option<usize>) -> LaneNeeds<N> {
+        debug_assert!(groups.len() <= N);
+        let lane = |f: &dyn Fn(&Group) -> u64| -> [u64; N] {
+            std::array::from_fn(|i| groups.get(i).map_or(0, f))
+        };
+        let all = |on: bool| if on { u64::MAX } else { 0 };
+        let shifts = |f: &dyn Fn(&Group) -> RunShifts| -> [[u64; N]; 6] {
+            std::array::from_fn(|k| lane(&|g| u64::from(f(g)[k])))
+        };
+        let offsets = |g: &Group| g.required.as_ref().map_or(1, |r| r.within + 1);
+        // The doubling steps `reaches` takes: `have` while `2 * have <= offsets`.
+        let doubling =
+            std::array::from_fn(|k| lane(&|g| if 2 << k <= offsets(g) { 1 << k } else { 0 }));
+        let have = |g: &Group| 1 << offsets(g).ilog2();
+        let rules_by_lanes = (0..1usize << N)
+            .map(|lanes| {
+                let lane = groups
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| lanes >> i & 1 == 1);
+                lane.fold(0, |rules, (_, g)| rules | g.rules)
+            })
+            .collect();
+        LaneNeeds {
+            live: lane(&|_| u64::MAX),
+            refused: lane(&|g| refused(g.refused_before).map_or(0, |s| s as u64)),
+            has_refused: lane(&|g| all(refused(g.refused_before).is_some())),
+            shortest: shifts(&|g| g.shortest),
+            required: lane(&|g| g.required.as_ref().map_or(0, |r| r.slot as u64)),
+            has_required: lane(&|g| all(g.required.is_some())),
+            doubling,
+            rest: lane(&|g| (offsets(g) - have(g)) as u64),
+            rest_run: shifts(&|g| g.required.as_ref().map_or([0; 6], |r| r.rest)),
+            beyond: lane(&|g| all(g.required.as_ref().is_some_and(|r| r.beyond))),
+            any_required: groups.iter().any(|g| g.required.is_some()),
+            any_beyond: groups
+                .iter()
+                .any(|g| g.required.as_ref().is_some_and(|r| r.beyond)),
+            doubling_used: groups
+                .iter()
+                .map(|g| offsets(g).ilog2() as usize)
+                .max()
+                .unwrap_or(0),
+            rules_by_lanes,
+        }
+    }
+}
