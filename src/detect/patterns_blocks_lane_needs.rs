@@ -34,8 +34,10 @@ pub(super) struct LaneNeeds<const N: usize> {
     pub any_beyond: bool,
     pub doubling_used: usize,
     /// The rules of each set of the lanes (bit `i` for lane `i`), so a
-    /// candidate's rules take one lookup: `1 << N` entries.
-    pub rules_by_lanes: Box<[u64]>,
+    /// candidate's rules take one lookup. Entries past `1 << N` are 0: a
+    /// table of 256 for any `N` (at most eight) is indexed by a lane mask
+    /// without a bounds check.
+    pub rules_by_lanes: Box<[u64; 256]>,
 }
 
 impl<const N: usize> LaneNeeds<N> {
@@ -53,7 +55,10 @@ impl<const N: usize> LaneNeeds<N> {
     /// The needs of `groups` (at most `N`); `refused` maps a group's
     /// `refused_before` to its slot (`None` for none).
     pub fn new(groups: &[Group], refused: &impl Fn(usize) -> Option<usize>) -> LaneNeeds<N> {
-        debug_assert!(groups.len() <= N);
+        assert!(
+            groups.len() <= N && N <= 8,
+            "at most eight lanes, a group each"
+        );
         let lane = |f: &dyn Fn(&Group) -> u64| -> [u64; N] {
             std::array::from_fn(|i| groups.get(i).map_or(0, f))
         };
@@ -66,15 +71,13 @@ impl<const N: usize> LaneNeeds<N> {
         let doubling =
             std::array::from_fn(|k| lane(&|g| if 2 << k <= offsets(g) { 1 << k } else { 0 }));
         let have = |g: &Group| 1 << offsets(g).ilog2();
-        let rules_by_lanes = (0..1usize << N)
-            .map(|lanes| {
-                let lane = groups
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| lanes >> i & 1 == 1);
-                lane.fold(0, |rules, (_, g)| rules | g.rules)
-            })
-            .collect();
+        let rules_by_lanes = Box::new(std::array::from_fn(|lanes| {
+            let lane = groups
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| lanes >> i & 1 == 1);
+            lane.fold(0, |rules, (_, g)| rules | g.rules)
+        }));
         LaneNeeds {
             live: lane(&|_| u64::MAX),
             refused: lane(&|g| refused(g.refused_before).map_or(0, |s| s as u64)),
