@@ -102,3 +102,111 @@ impl<const N: usize> LaneNeeds<N> {
         }
     }
 }
+
+/// The vector operations the group tests take, one lane per group:
+/// AVX2's four lanes and AVX-512's eight. The tests below are written
+/// once over them.
+///
+/// # Safety
+///
+/// Every method runs its width's intrinsics: it may be called only where
+/// the CPU has that width's features, from a function compiled for them,
+/// into which it is inlined (hence `inline(always)` in each impl).
+pub(super) unsafe trait LaneVector<const N: usize>: Copy {
+    unsafe fn load(lanes: &[u64; N]) -> Self;
+    unsafe fn splat(x: u64) -> Self;
+    unsafe fn and(self, other: Self) -> Self;
+    unsafe fn or(self, other: Self) -> Self;
+    /// The lanes of `self` with those of `mask` cleared.
+    unsafe fn clear(self, mask: Self) -> Self;
+    /// Each lane shifted right by the count in the same lane of `by`.
+    unsafe fn shr_each(self, by: Self) -> Self;
+    /// Each lane shifted left by one.
+    unsafe fn shl_one(self) -> Self;
+    unsafe fn is_zero(self) -> bool;
+}
+
+impl<const N: usize> LaneNeeds<N> {
+    /// [`super::Group::candidates`] in every lane: `a` holds the lanes'
+    /// alphabet maps, `refused` the maps of their refused sets,
+    /// `required` gives those of their required sets (asked only if some
+    /// lane has one), `before` the classes of the byte before the window
+    /// in every lane and `escaped` the positions after a `%XX` escape.
+    ///
+    /// The steps are the scalar ones without their early exits, made
+    /// uniform across lanes: a lane whose group takes fewer steps shifts
+    /// by 0 in the rest, which changes nothing (`x & x >> 0 == x`). Lanes
+    /// past the last group have their alphabet masked to nothing and
+    /// yield nothing.
+    ///
+    /// # Safety
+    ///
+    /// As for [`LaneVector`].
+    #[inline(always)]
+    pub unsafe fn candidates<V: LaneVector<N>>(
+        &self,
+        a: V,
+        refused: V,
+        required: impl FnOnce() -> V,
+        (before, escaped): (V, V),
+    ) -> V {
+        // SAFETY (all): the caller's promise for `V`.
+        unsafe {
+            let a = a.and(V::load(&self.live));
+            // A position is refused when the byte before it is in the set:
+            // the map moved on by one, with the byte before the window at
+            // bit 0.
+            let before_bit = before.shr_each(V::load(&self.refused)).and(V::splat(1));
+            let refused = refused
+                .shl_one()
+                .or(before_bit)
+                .and(V::load(&self.has_refused));
+            let allowed = V::splat(u64::MAX).clear(refused).or(escaped);
+            let mut c = a.and(allowed).and(at_least(a, &self.shortest));
+            if self.any_required {
+                let mut near = self.reaches(a, required());
+                if self.any_beyond {
+                    let long = at_least(a, &Self::LONGER);
+                    near = near.or(long.and(V::load(&self.beyond)));
+                }
+                // Lanes without a required set keep every position.
+                near = near.or(V::splat(u64::MAX).clear(V::load(&self.has_required)));
+                c = c.and(near);
+            }
+            c
+        }
+    }
+
+    /// [`super::reaches`] in every lane.
+    #[inline(always)]
+    unsafe fn reaches<V: LaneVector<N>>(&self, a: V, set: V) -> V {
+        // SAFETY (all): the caller's promise for `V`.
+        unsafe {
+            // Lanes without a required set picked any map: masked out.
+            let mut hit = set.and(a).and(V::load(&self.has_required));
+            // No required byte in any lane's runs: none is within reach.
+            if hit.is_zero() {
+                return hit;
+            }
+            let mut run = a;
+            for step in &self.doubling[..self.doubling_used] {
+                let s = V::load(step);
+                hit = hit.or(run.and(hit.shr_each(s)));
+                run = run.and(run.shr_each(s));
+            }
+            let rest = hit.shr_each(V::load(&self.rest));
+            hit.or(at_least(a, &self.rest_run).and(rest))
+        }
+    }
+}
+
+/// [`super::at_least`] in every lane, with each lane's own shifts.
+#[inline(always)]
+unsafe fn at_least<const N: usize, V: LaneVector<N>>(a: V, shifts: &[[u64; N]; 6]) -> V {
+    let mut run = a;
+    for s in shifts {
+        // SAFETY: the caller's promise for `V`.
+        run = unsafe { run.and(run.shr_each(V::load(s))) };
+    }
+    run
+}

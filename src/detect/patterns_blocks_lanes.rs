@@ -4,13 +4,10 @@
 //! 64-bit window, each by a count the group's rules set; for the eleven
 //! groups of the embedded rules that cost ~16 instructions per byte. Here
 //! each group is a 64-bit lane, and `vpsrlvq` shifts each lane by its own
-//! count, so one vector instruction does a step for four groups.
-//!
-//! The steps are the scalar ones without their early exits, made uniform
-//! across lanes: a lane whose group takes fewer steps shifts by 0 in the
-//! rest, which changes nothing (`x & x >> 0 == x`; see [`Quad`]). Lanes
-//! past the last group have their alphabet masked to nothing and yield
-//! nothing. A property test holds this path to the scalar one.
+//! count, so one vector instruction does a step for four groups. The
+//! steps are [`LaneNeeds::candidates`], written once for both widths; this
+//! module gives them AVX2's vector and picks each lane's maps. A property
+//! test holds this path to the scalar one.
 
 use std::arch::x86_64::{
     __m256i, _mm_cvtsi32_si128, _mm_cvtsi128_si64, _mm_or_si128, _mm_unpackhi_epi64,
@@ -20,7 +17,7 @@ use std::arch::x86_64::{
     _mm256_slli_epi64, _mm256_srlv_epi64, _mm256_storeu_si256, _mm256_testz_si256,
 };
 
-use super::lane_needs::LaneNeeds;
+use super::lane_needs::{LaneNeeds, LaneVector};
 use super::{Group, SLOTS};
 
 /// Groups per vector.
@@ -132,64 +129,18 @@ impl Quad {
     #[target_feature(enable = "avx2")]
     #[inline]
     fn candidates(&self, maps: &[u64; SLOTS], before: __m256i, escaped: __m256i) -> __m256i {
-        let one = _mm256_set1_epi64x(1);
         // A quad starts at a multiple of four below `SLOTS`: its four
         // slots are there (the last quad's spare lanes are not live).
         let from = self.alphabets_from & (SLOTS - LANES);
-        let alphabets = &maps[from..from + LANES];
-        let a = _mm256_and_si256(
-            load(alphabets.try_into().expect("four slots")),
-            load(&self.needs.live),
-        );
-        let r = self.refused_maps.from(maps);
-        // A position is refused when the byte before it is in the set: the
-        // map moved on by one, with the byte before the window at bit 0.
-        let before_bit =
-            _mm256_and_si256(_mm256_srlv_epi64(before, load(&self.needs.refused)), one);
-        let refused = _mm256_and_si256(
-            _mm256_or_si256(_mm256_slli_epi64::<1>(r), before_bit),
-            load(&self.needs.has_refused),
-        );
-        let allowed = _mm256_or_si256(_mm256_andnot_si256(refused, all_ones()), escaped);
-        let mut c = _mm256_and_si256(a, allowed);
-        c = _mm256_and_si256(c, at_least(a, &self.needs.shortest));
-        if self.needs.any_required {
-            let set = self.required_maps.from(maps);
-            let mut near = self.reaches(a, set);
-            if self.needs.any_beyond {
-                let long = at_least(a, &LaneNeeds::<LANES>::LONGER);
-                near = _mm256_or_si256(near, _mm256_and_si256(long, load(&self.needs.beyond)));
-            }
-            // Lanes without a required set keep every position.
-            near = _mm256_or_si256(
-                near,
-                _mm256_andnot_si256(load(&self.needs.has_required), all_ones()),
-            );
-            c = _mm256_and_si256(c, near);
+        let alphabets = load(maps[from..from + LANES].try_into().expect("four slots"));
+        let refused = self.refused_maps.from(maps);
+        let required = || self.required_maps.from(maps);
+        // SAFETY: this function is compiled for AVX2, which the CPU has
+        // wherever it runs.
+        unsafe {
+            self.needs
+                .candidates(alphabets, refused, required, (before, escaped))
         }
-        c
-    }
-
-    /// [`super::reaches`] in every lane.
-    #[target_feature(enable = "avx2")]
-    fn reaches(&self, a: __m256i, set: __m256i) -> __m256i {
-        // Lanes without a required set picked any map: masked out.
-        let mut hit = _mm256_and_si256(_mm256_and_si256(set, a), load(&self.needs.has_required));
-        // No required byte in any lane's runs: none is within reach.
-        if _mm256_testz_si256(hit, hit) == 1 {
-            return hit;
-        }
-        let mut run = a;
-        for step in &self.needs.doubling[..self.needs.doubling_used] {
-            let s = load(step);
-            hit = _mm256_or_si256(hit, _mm256_and_si256(run, _mm256_srlv_epi64(hit, s)));
-            run = _mm256_and_si256(run, _mm256_srlv_epi64(run, s));
-        }
-        let rest = _mm256_srlv_epi64(hit, load(&self.needs.rest));
-        _mm256_or_si256(
-            hit,
-            _mm256_and_si256(at_least(a, &self.needs.rest_run), rest),
-        )
     }
 }
 
@@ -275,25 +226,46 @@ impl Source {
     }
 }
 
-/// [`super::at_least`] in every lane, with each lane's own shifts.
-#[target_feature(enable = "avx2")]
-fn at_least(a: __m256i, shifts: &[Lanes; 6]) -> __m256i {
-    // A loop, not a fold: a closure would not get the target feature,
-    // and the intrinsics would not be inlined into it.
-    let mut run = a;
-    for s in shifts {
-        run = _mm256_and_si256(run, _mm256_srlv_epi64(run, load(s)));
+// SAFETY: each method is one AVX2 intrinsic, inlined into its caller.
+unsafe impl LaneVector<LANES> for __m256i {
+    #[inline(always)]
+    unsafe fn load(lanes: &Lanes) -> Self {
+        // SAFETY: `lanes` is 32 readable bytes; `loadu` needs no alignment.
+        unsafe { _mm256_loadu_si256(lanes.as_ptr().cast()) }
     }
-    run
+    #[inline(always)]
+    unsafe fn splat(x: u64) -> Self {
+        unsafe { _mm256_set1_epi64x(x as i64) }
+    }
+    #[inline(always)]
+    unsafe fn and(self, other: Self) -> Self {
+        unsafe { _mm256_and_si256(self, other) }
+    }
+    #[inline(always)]
+    unsafe fn or(self, other: Self) -> Self {
+        unsafe { _mm256_or_si256(self, other) }
+    }
+    #[inline(always)]
+    unsafe fn clear(self, mask: Self) -> Self {
+        unsafe { _mm256_andnot_si256(mask, self) }
+    }
+    #[inline(always)]
+    unsafe fn shr_each(self, by: Self) -> Self {
+        unsafe { _mm256_srlv_epi64(self, by) }
+    }
+    #[inline(always)]
+    unsafe fn shl_one(self) -> Self {
+        unsafe { _mm256_slli_epi64::<1>(self) }
+    }
+    #[inline(always)]
+    unsafe fn is_zero(self) -> bool {
+        unsafe { _mm256_testz_si256(self, self) == 1 }
+    }
 }
 
 #[target_feature(enable = "avx2")]
 fn load(lanes: &Lanes) -> __m256i {
-    // SAFETY: `lanes` is 32 readable bytes; `loadu` needs no alignment.
-    unsafe { _mm256_loadu_si256(lanes.as_ptr().cast()) }
-}
-
-#[target_feature(enable = "avx2")]
-fn all_ones() -> __m256i {
-    _mm256_set1_epi64x(-1)
+    // SAFETY: `__m256i`'s methods need AVX2, which this function is
+    // compiled for.
+    unsafe { <__m256i as LaneVector<LANES>>::load(lanes) }
 }

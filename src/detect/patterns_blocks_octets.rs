@@ -1,13 +1,11 @@
 //! The block filter's group tests eight groups at a time, with AVX-512.
 //!
-//! The steps of [`super::lanes`], each a 512-bit instruction over eight
-//! 64-bit lanes instead of a 256-bit one over four: the embedded rules'
-//! groups take one vector where AVX2 takes two. A lane's refused and
-//! required maps are picked from the sixteen slots in one instruction
-//! (`vpermt2q`), where AVX2 permutes within fours. Lanes past the last
-//! group have their alphabet masked to nothing and yield nothing. The
-//! property test that holds the AVX2 lanes to the scalar loop holds these
-//! too.
+//! The steps of [`LaneNeeds::candidates`], as with AVX2 ([`super::lanes`]),
+//! over eight 64-bit lanes instead of four: the embedded rules' groups
+//! take one vector where AVX2 takes two. A lane's refused and required
+//! maps are picked from the sixteen slots in one instruction
+//! (`vpermt2q`), where AVX2 permutes within fours. The property test that
+//! holds the AVX2 lanes to the scalar loop holds these too.
 
 use std::arch::x86_64::{
     __m512i, _mm512_and_si512, _mm512_andnot_si512, _mm512_loadu_si512, _mm512_or_si512,
@@ -15,7 +13,7 @@ use std::arch::x86_64::{
     _mm512_slli_epi64, _mm512_srlv_epi64, _mm512_storeu_si512, _mm512_test_epi64_mask,
 };
 
-use super::lane_needs::LaneNeeds;
+use super::lane_needs::{LaneNeeds, LaneVector};
 use super::{Group, SLOTS};
 
 /// Groups per vector.
@@ -116,85 +114,58 @@ impl Octet {
     #[target_feature(enable = "avx512f")]
     #[inline]
     fn candidates(&self, slots: &[__m512i; 2], before: __m512i, escaped: __m512i) -> __m512i {
-        let one = _mm512_set1_epi64(1);
         let pick = |lanes: &Lanes| _mm512_permutex2var_epi64(slots[0], load(lanes), slots[1]);
+        let needs = &self.needs;
         // An octet starts at slot 0 or 8: its eight slots are in one
         // vector (the last octet's spare lanes are not live).
-        let a = _mm512_and_si512(
-            slots[(self.alphabets_from / LANES) & 1],
-            load(&self.needs.live),
-        );
-        // A position is refused when the byte before it is in the set: the
-        // map moved on by one, with the byte before the window at bit 0.
-        let refused_slot = load(&self.needs.refused);
-        let before_bit = _mm512_and_si512(_mm512_srlv_epi64(before, refused_slot), one);
-        let refused = _mm512_and_si512(
-            _mm512_or_si512(
-                _mm512_slli_epi64::<1>(pick(&self.needs.refused)),
-                before_bit,
-            ),
-            load(&self.needs.has_refused),
-        );
-        let allowed = _mm512_or_si512(_mm512_andnot_si512(refused, all_ones()), escaped);
-        let mut c = _mm512_and_si512(a, allowed);
-        c = _mm512_and_si512(c, at_least(a, &self.needs.shortest));
-        if self.needs.any_required {
-            let mut near = self.reaches(a, pick(&self.needs.required));
-            if self.needs.any_beyond {
-                let long = at_least(a, &LaneNeeds::<LANES>::LONGER);
-                near = _mm512_or_si512(near, _mm512_and_si512(long, load(&self.needs.beyond)));
-            }
-            // Lanes without a required set keep every position.
-            near = _mm512_or_si512(
-                near,
-                _mm512_andnot_si512(load(&self.needs.has_required), all_ones()),
-            );
-            c = _mm512_and_si512(c, near);
-        }
-        c
-    }
-
-    /// [`super::reaches`] in every lane.
-    #[target_feature(enable = "avx512f")]
-    fn reaches(&self, a: __m512i, set: __m512i) -> __m512i {
-        // Lanes without a required set picked any map: masked out.
-        let mut hit = _mm512_and_si512(_mm512_and_si512(set, a), load(&self.needs.has_required));
-        // No required byte in any lane's runs: none is within reach.
-        if _mm512_test_epi64_mask(hit, hit) == 0 {
-            return hit;
-        }
-        let mut run = a;
-        for step in &self.needs.doubling[..self.needs.doubling_used] {
-            let s = load(step);
-            hit = _mm512_or_si512(hit, _mm512_and_si512(run, _mm512_srlv_epi64(hit, s)));
-            run = _mm512_and_si512(run, _mm512_srlv_epi64(run, s));
-        }
-        let rest = _mm512_srlv_epi64(hit, load(&self.needs.rest));
-        _mm512_or_si512(
-            hit,
-            _mm512_and_si512(at_least(a, &self.needs.rest_run), rest),
-        )
+        let alphabets = slots[(self.alphabets_from / LANES) & 1];
+        let required = || pick(&needs.required);
+        // SAFETY: this function is compiled for AVX-512F, which the CPU
+        // has wherever it runs.
+        unsafe { needs.candidates(alphabets, pick(&needs.refused), required, (before, escaped)) }
     }
 }
 
-/// [`super::at_least`] in every lane, with each lane's own shifts.
-#[target_feature(enable = "avx512f")]
-fn at_least(a: __m512i, shifts: &[Lanes; 6]) -> __m512i {
-    // A loop, not a fold: a closure would not get the target feature.
-    let mut run = a;
-    for s in shifts {
-        run = _mm512_and_si512(run, _mm512_srlv_epi64(run, load(s)));
+// SAFETY: each method is one AVX-512F intrinsic, inlined into its caller.
+unsafe impl LaneVector<LANES> for __m512i {
+    #[inline(always)]
+    unsafe fn load(lanes: &Lanes) -> Self {
+        // SAFETY: `lanes` is 64 readable bytes; `loadu` needs no alignment.
+        unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) }
     }
-    run
+    #[inline(always)]
+    unsafe fn splat(x: u64) -> Self {
+        unsafe { _mm512_set1_epi64(x as i64) }
+    }
+    #[inline(always)]
+    unsafe fn and(self, other: Self) -> Self {
+        unsafe { _mm512_and_si512(self, other) }
+    }
+    #[inline(always)]
+    unsafe fn or(self, other: Self) -> Self {
+        unsafe { _mm512_or_si512(self, other) }
+    }
+    #[inline(always)]
+    unsafe fn clear(self, mask: Self) -> Self {
+        unsafe { _mm512_andnot_si512(mask, self) }
+    }
+    #[inline(always)]
+    unsafe fn shr_each(self, by: Self) -> Self {
+        unsafe { _mm512_srlv_epi64(self, by) }
+    }
+    #[inline(always)]
+    unsafe fn shl_one(self) -> Self {
+        unsafe { _mm512_slli_epi64::<1>(self) }
+    }
+    #[inline(always)]
+    unsafe fn is_zero(self) -> bool {
+        unsafe { _mm512_test_epi64_mask(self, self) == 0 }
+    }
 }
 
 #[target_feature(enable = "avx512f")]
 fn load(lanes: &Lanes) -> __m512i {
-    // SAFETY: `lanes` is 64 readable bytes; `loadu` needs no alignment.
-    unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) }
-}
-
-#[target_feature(enable = "avx512f")]
-fn all_ones() -> __m512i {
-    _mm512_set1_epi64(-1)
+    // SAFETY: `__m512i`'s methods need AVX-512F, which this function is
+    // compiled for.
+    unsafe { <__m512i as LaneVector<LANES>>::load(lanes) }
 }
