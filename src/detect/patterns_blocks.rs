@@ -102,10 +102,13 @@ pub(super) struct BlockFilter {
     refused: Vec<usize>,
     /// More alphabets than slots: every position is a candidate.
     every_position: bool,
-    /// The groups' tests four at a time, where the CPU has AVX2.
+    /// The groups' tests four at a time, where the CPU has AVX2 (used
+    /// where it has no AVX-512, and by the tests, which hold each path to
+    /// the others).
     #[cfg(target_arch = "x86_64")]
     lanes: Option<lanes::GroupLanes>,
-    /// The same eight at a time, where the CPU has AVX-512 (F and BW).
+    /// The same eight at a time, where the CPU has AVX-512 (F and BW):
+    /// taken first.
     #[cfg(target_arch = "x86_64")]
     octets: Option<octets::GroupOctets>,
 }
@@ -311,8 +314,9 @@ impl BlockFilter {
         self.walk(buf, (from, to), maps, (candidates, rules_at), visit);
     }
 
-    /// [`BlockFilter::positions`] with AVX-512: as with AVX2, eight groups
-    /// to a vector.
+    /// [`BlockFilter::positions`] with AVX-512: as with AVX2, the
+    /// classification and the groups' tests (eight to a vector) inlined
+    /// into one loop.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw")]
     fn positions_avx512(

@@ -1,6 +1,8 @@
-//! What a vector of the block filter's group tests needs, lane by lane:
-//! one 64-bit lane per group, for the AVX2 lanes (four) and the AVX-512
-//! octets (eight) alike.
+//! The block filter's group tests over one vector of 64-bit lanes, a
+//! group each: what each lane needs ([`LaneNeeds`]) and the tests
+//! themselves ([`LaneNeeds::candidates`]), written once over the vector
+//! operations ([`LaneVector`]) that the AVX2 lanes (four) and the AVX-512
+//! octets (eight) supply.
 
 use super::{Group, HALF, LONGER_THAN_HALF, RunShifts};
 

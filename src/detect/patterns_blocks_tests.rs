@@ -217,7 +217,7 @@ fn filter_case() -> impl Strategy<Value = (Vec<RuleNeeds>, Vec<u8>, usize)> {
 #[cfg(target_arch = "x86_64")]
 proptest! {
     #[test]
-    fn the_lanes_name_the_positions_the_group_loop_names(
+    fn every_vector_path_names_the_positions_the_group_loop_names(
         (rules, text, from) in filter_case(),
     ) {
         let mut f = BlockFilter::new(&rules);
