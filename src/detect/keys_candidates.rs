@@ -50,10 +50,6 @@ impl KeyCandidates {
         }
     }
 
-    fn step(&self, node: usize, b: u8) -> usize {
-        self.trie.step(node, b)
-    }
-
     fn end(&self, node: usize) -> End {
         if self.trie.ends_in(node, SUFFIX) {
             End::Suffix
@@ -235,7 +231,7 @@ impl KeyCandidates {
             return NonAscii::Cased;
         }
         for b in ch.encode_utf8(&mut [0; 4]).bytes().rev() {
-            node = self.step(node, b);
+            node = self.trie.step(node, b);
             if node == 0 {
                 break;
             }

@@ -102,13 +102,11 @@ pub(super) struct BlockFilter {
     refused: Vec<usize>,
     /// More alphabets than slots: every position is a candidate.
     every_position: bool,
-    /// The groups' tests four at a time, where the CPU has AVX2 (used
-    /// where it has no AVX-512, and by the tests, which hold each path to
-    /// the others).
+    /// The groups' tests four at a time, where the CPU has AVX2 and no
+    /// AVX-512.
     #[cfg(target_arch = "x86_64")]
     lanes: Option<lanes::GroupLanes>,
-    /// The same eight at a time, where the CPU has AVX-512 (F and BW):
-    /// taken first.
+    /// The same eight at a time, where the CPU has AVX-512 (F and BW).
     #[cfg(target_arch = "x86_64")]
     octets: Option<octets::GroupOctets>,
 }
@@ -189,16 +187,20 @@ impl BlockFilter {
             }
         }
         #[cfg(target_arch = "x86_64")]
-        if crate::detect::cpu::has_avx2() {
-            let refused = |x: usize| f.refused.get(x).copied();
-            f.lanes = Some(lanes::GroupLanes::new(&f.groups, refused));
-        }
-        #[cfg(target_arch = "x86_64")]
         if f.classify.has_avx512() {
-            let refused = |x: usize| f.refused.get(x).copied();
-            f.octets = Some(octets::GroupOctets::new(&f.groups, refused));
+            f.octets = Some(f.vectors());
+        } else if crate::detect::cpu::has_avx2() {
+            f.lanes = Some(f.vectors());
         }
         f
+    }
+
+    /// The groups' tests, `N` groups to a vector.
+    #[cfg(target_arch = "x86_64")]
+    fn vectors<G: lane_needs::GroupVector<N>, const N: usize>(
+        &self,
+    ) -> lane_needs::GroupVectors<G, N> {
+        lane_needs::GroupVectors::new(&self.groups, |x| self.refused.get(x).copied())
     }
 
     /// The alphabet of the group a rule's bit was put in, and the bits of

@@ -1,10 +1,11 @@
-//! The block filter's group tests over one vector of 64-bit lanes, a
-//! group each: what each lane needs ([`LaneNeeds`]) and the tests
-//! themselves ([`LaneNeeds::candidates`]), written once over the vector
-//! operations ([`LaneVector`]) that the AVX2 lanes (four) and the AVX-512
-//! octets (eight) supply.
+//! The block filter's group tests over vectors of 64-bit lanes, a group
+//! each: what each lane needs ([`LaneNeeds`]), the tests themselves
+//! ([`LaneNeeds::candidates`]) and the loop over a filter's vectors
+//! ([`GroupVectors`]), written once over the operations that the AVX2
+//! lanes (four) and the AVX-512 octets (eight) supply ([`LaneVector`],
+//! and [`GroupVector`] for how each width takes a lane's maps).
 
-use super::{Group, HALF, LONGER_THAN_HALF, RunShifts};
+use super::{Group, HALF, LONGER_THAN_HALF, RunShifts, SLOTS};
 
 /// Doubling steps of a reach test: offsets up to `HALF` take five.
 pub(super) const STEPS: usize = HALF.ilog2() as usize;
@@ -126,6 +127,109 @@ pub(super) unsafe trait LaneVector<const N: usize>: Copy {
     /// Each lane shifted left by one.
     unsafe fn shl_one(self) -> Self;
     unsafe fn is_zero(self) -> bool;
+    unsafe fn store(self, out: &mut [u64; N]);
+    /// The lanes ORed together.
+    unsafe fn or_lanes(self) -> u64;
+    /// Bit `i` set where lane `i` has bit `off` set.
+    unsafe fn lanes_with_bit(self, off: u32) -> usize;
+}
+
+/// `N` groups of a filter, and how their width takes each lane's maps
+/// from a window's.
+///
+/// # Safety
+///
+/// As for [`LaneVector`], for [`GroupVector::maps`].
+pub(super) unsafe trait GroupVector<const N: usize> {
+    type Vector: LaneVector<N>;
+
+    /// The vector of the groups whose needs are `needs`, the first of
+    /// which is group `first`.
+    fn new(first: usize, needs: LaneNeeds<N>) -> Self;
+
+    fn needs(&self) -> &LaneNeeds<N>;
+
+    /// The lanes' alphabet maps, the maps of their refused sets, and what
+    /// gives the maps of their required sets (asked only if some lane has
+    /// one), from the window's maps.
+    unsafe fn maps(
+        &self,
+        window: &[u64; SLOTS],
+    ) -> (Self::Vector, Self::Vector, impl FnOnce() -> Self::Vector);
+}
+
+/// A filter's groups, `N` to a vector `G`.
+pub(super) struct GroupVectors<G, const N: usize> {
+    vectors: Vec<G>,
+}
+
+impl<G: GroupVector<N>, const N: usize> GroupVectors<G, N> {
+    /// The vectors for `groups`, in their order; `refused` maps a group's
+    /// `refused_before` to its slot (`None` for none). Group `i`'s
+    /// alphabet must be in slot `i`, as [`super::BlockFilter`] places
+    /// them, so that each vector loads its alphabets at once.
+    pub fn new(groups: &[Group], refused: impl Fn(usize) -> Option<usize>) -> Self {
+        assert!(
+            groups.iter().enumerate().all(|(i, g)| g.alphabet == i) && groups.len() <= SLOTS,
+            "the groups' alphabets take the first slots, in order"
+        );
+        let vectors = (0..)
+            .step_by(N)
+            .zip(groups.chunks(N))
+            .map(|(first, chunk)| G::new(first, LaneNeeds::new(chunk, &refused)))
+            .collect();
+        GroupVectors { vectors }
+    }
+
+    /// [`super::BlockFilter::rules_at`]: the rules of the groups whose
+    /// candidates (`by_group`, as [`GroupVectors::candidates`] leaves
+    /// them) hold bit `off`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`LaneVector`].
+    #[inline(always)]
+    pub unsafe fn rules_at(&self, by_group: &[u64; SLOTS], off: u32) -> u64 {
+        let vectors = by_group.chunks_exact(N).zip(&self.vectors);
+        vectors.fold(0, |rules, (found, g)| {
+            let found = found.try_into().expect("a vector's lanes");
+            // SAFETY: the caller's promise for the vector.
+            let lanes = unsafe { G::Vector::load(found).lanes_with_bit(off) };
+            rules | g.needs().rules_by_lanes[lanes & 255]
+        })
+    }
+
+    /// [`super::Group::candidates`] of every group, ORed, and group by
+    /// group in `by_group`; `escaped` holds the positions that follow a
+    /// `%XX` escape and `before` the classes of the byte before the window.
+    ///
+    /// # Safety
+    ///
+    /// As for [`LaneVector`].
+    #[inline(always)]
+    pub unsafe fn candidates(
+        &self,
+        window: &[u64; SLOTS],
+        before: u16,
+        escaped: u64,
+        by_group: &mut [u64; SLOTS],
+    ) -> u64 {
+        // SAFETY (all): the caller's promise for the vector.
+        unsafe {
+            let before = G::Vector::splat(u64::from(before));
+            let escaped = G::Vector::splat(escaped);
+            let mut found = G::Vector::splat(0);
+            for (g, out) in self.vectors.iter().zip(by_group.chunks_exact_mut(N)) {
+                let (alphabets, refused, required) = g.maps(window);
+                let c = g
+                    .needs()
+                    .candidates(alphabets, refused, required, (before, escaped));
+                c.store(out.try_into().expect("a vector's lanes"));
+                found = found.or(c);
+            }
+            found.or_lanes()
+        }
+    }
 }
 
 impl<const N: usize> LaneNeeds<N> {

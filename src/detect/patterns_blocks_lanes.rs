@@ -13,12 +13,12 @@ use std::arch::x86_64::{
     __m256i, _mm_cvtsi32_si128, _mm_cvtsi128_si64, _mm_or_si128, _mm_unpackhi_epi64,
     _mm256_and_si256, _mm256_andnot_si256, _mm256_castsi256_pd, _mm256_castsi256_si128,
     _mm256_extracti128_si256, _mm256_loadu_si256, _mm256_movemask_pd, _mm256_or_si256,
-    _mm256_permutevar8x32_epi32, _mm256_set1_epi64x, _mm256_setzero_si256, _mm256_sll_epi64,
-    _mm256_slli_epi64, _mm256_srlv_epi64, _mm256_storeu_si256, _mm256_testz_si256,
+    _mm256_permutevar8x32_epi32, _mm256_set1_epi64x, _mm256_sll_epi64, _mm256_slli_epi64,
+    _mm256_srlv_epi64, _mm256_storeu_si256, _mm256_testz_si256,
 };
 
-use super::lane_needs::{LaneNeeds, LaneVector};
-use super::{Group, SLOTS};
+use super::SLOTS;
+use super::lane_needs::{GroupVector, GroupVectors, LaneNeeds, LaneVector};
 
 /// Groups per vector.
 const LANES: usize = 4;
@@ -28,7 +28,7 @@ type Lanes = [u64; LANES];
 
 /// What four groups need, lane by lane, and how each lane takes its
 /// refused and required maps.
-struct Quad {
+pub(super) struct Quad {
     /// The slot of the first lane's alphabet; the others follow it.
     alphabets_from: usize,
     needs: LaneNeeds<LANES>,
@@ -37,109 +37,38 @@ struct Quad {
 }
 
 /// The groups of a filter, four to a [`Quad`].
-pub(super) struct GroupLanes {
-    quads: Vec<Quad>,
-}
+pub(super) type GroupLanes = GroupVectors<Quad, LANES>;
 
-impl GroupLanes {
-    /// The lanes for `groups`, four to a quad in their order; `refused`
-    /// maps a group's `refused_before` to its slot (`None` for none).
-    /// Group `i`'s alphabet must be in slot `i`, as [`super::BlockFilter`]
-    /// places them, so that each quad loads its four at once.
-    pub fn new(groups: &[Group], refused: impl Fn(usize) -> Option<usize>) -> GroupLanes {
-        assert!(
-            groups.iter().enumerate().all(|(i, g)| g.alphabet == i) && groups.len() <= SLOTS,
-            "the groups' alphabets take the first slots, in order"
-        );
-        let quads = groups
-            .chunks(LANES)
-            .enumerate()
-            .map(|(q, chunk)| Quad::new(q * LANES, chunk, &refused))
-            .collect();
-        GroupLanes { quads }
-    }
+// SAFETY: `maps` runs AVX2 intrinsics only, inlined into its caller.
+unsafe impl GroupVector<LANES> for Quad {
+    type Vector = __m256i;
 
-    /// [`super::BlockFilter::rules_at`]: the rules of the groups whose
-    /// candidates (`by_group`, as [`GroupLanes::candidates`] leaves them)
-    /// hold bit `off`.
-    ///
-    /// # Safety
-    ///
-    /// The CPU must have AVX2.
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    pub unsafe fn rules_at(&self, by_group: &[u64; SLOTS], off: u32) -> u64 {
-        // Bit `off` of each lane moved to its top, where `movemask` reads it.
-        let up = _mm_cvtsi32_si128(63 - off as i32);
-        let quads = by_group.chunks_exact(LANES).zip(&self.quads);
-        quads.fold(0, |rules, (found, quad)| {
-            let top = _mm256_sll_epi64(load(found.try_into().expect("four lanes")), up);
-            let lanes = _mm256_movemask_pd(_mm256_castsi256_pd(top)) as usize;
-            rules | quad.needs.rules_by_lanes[lanes & ((1 << LANES) - 1)]
-        })
-    }
-
-    /// [`Group::candidates`] of every group, ORed, and group by group in
-    /// `by_group`; `escaped` holds the positions that follow a `%XX` escape
-    /// and `before` the classes of the byte before the window.
-    ///
-    /// # Safety
-    ///
-    /// The CPU must have AVX2.
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    pub unsafe fn candidates(
-        &self,
-        maps: &[u64; SLOTS],
-        before: u16,
-        escaped: u64,
-        by_group: &mut [u64; SLOTS],
-    ) -> u64 {
-        let before = _mm256_set1_epi64x(i64::from(before));
-        let escaped = _mm256_set1_epi64x(escaped as i64);
-        let mut found = _mm256_setzero_si256();
-        for (q, out) in self.quads.iter().zip(by_group.chunks_exact_mut(LANES)) {
-            let quad = q.candidates(maps, before, escaped);
-            // SAFETY: `out` is four `u64`, 32 writable bytes; `storeu`
-            // needs no alignment.
-            unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), quad) };
-            found = _mm256_or_si256(found, quad);
-        }
-        let half = _mm_or_si128(
-            _mm256_castsi256_si128(found),
-            _mm256_extracti128_si256::<1>(found),
-        );
-        _mm_cvtsi128_si64(_mm_or_si128(half, _mm_unpackhi_epi64(half, half))) as u64
-    }
-}
-
-impl Quad {
-    fn new(first: usize, groups: &[Group], refused: &impl Fn(usize) -> Option<usize>) -> Quad {
-        let refused_slots = std::array::from_fn(|i| refused(groups.get(i)?.refused_before));
-        let required_slots = std::array::from_fn(|i| Some(groups.get(i)?.required.as_ref()?.slot));
+    fn new(first: usize, needs: LaneNeeds<LANES>) -> Quad {
+        let slot = |has: &Lanes, slot: &Lanes, i: usize| (has[i] != 0).then_some(slot[i] as usize);
+        let refused_slots = std::array::from_fn(|i| slot(&needs.has_refused, &needs.refused, i));
+        let required_slots = std::array::from_fn(|i| slot(&needs.has_required, &needs.required, i));
         Quad {
             alphabets_from: first,
-            needs: LaneNeeds::new(groups, refused),
+            needs,
             refused_maps: Pick::new(refused_slots),
             required_maps: Pick::new(required_slots),
         }
     }
 
-    /// The candidates of the quad's four groups, one lane each.
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    fn candidates(&self, maps: &[u64; SLOTS], before: __m256i, escaped: __m256i) -> __m256i {
+    fn needs(&self) -> &LaneNeeds<LANES> {
+        &self.needs
+    }
+
+    #[inline(always)]
+    unsafe fn maps(&self, window: &[u64; SLOTS]) -> (__m256i, __m256i, impl FnOnce() -> __m256i) {
         // A quad starts at a multiple of four below `SLOTS`: its four
         // slots are there (the last quad's spare lanes are not live).
         let from = self.alphabets_from & (SLOTS - LANES);
-        let alphabets = load(maps[from..from + LANES].try_into().expect("four slots"));
-        let refused = self.refused_maps.from(maps);
-        let required = || self.required_maps.from(maps);
-        // SAFETY: this function is compiled for AVX2, which the CPU has
-        // wherever it runs.
+        let four = window[from..from + LANES].try_into().expect("four slots");
+        // SAFETY (all): the caller's promise that the CPU has AVX2.
         unsafe {
-            self.needs
-                .candidates(alphabets, refused, required, (before, escaped))
+            let required = move || self.required_maps.from(window);
+            (load(four), self.refused_maps.from(window), required)
         }
     }
 }
@@ -260,6 +189,29 @@ unsafe impl LaneVector<LANES> for __m256i {
     #[inline(always)]
     unsafe fn is_zero(self) -> bool {
         unsafe { _mm256_testz_si256(self, self) == 1 }
+    }
+    #[inline(always)]
+    unsafe fn store(self, out: &mut Lanes) {
+        // SAFETY: `out` is 32 writable bytes; `storeu` needs no alignment.
+        unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), self) }
+    }
+    #[inline(always)]
+    unsafe fn or_lanes(self) -> u64 {
+        unsafe {
+            let half = _mm_or_si128(
+                _mm256_castsi256_si128(self),
+                _mm256_extracti128_si256::<1>(self),
+            );
+            _mm_cvtsi128_si64(_mm_or_si128(half, _mm_unpackhi_epi64(half, half))) as u64
+        }
+    }
+    #[inline(always)]
+    unsafe fn lanes_with_bit(self, off: u32) -> usize {
+        // Bit `off` of each lane moved to its top, where `movemask` reads it.
+        unsafe {
+            let top = _mm256_sll_epi64(self, _mm_cvtsi32_si128(63 - off as i32));
+            _mm256_movemask_pd(_mm256_castsi256_pd(top)) as usize
+        }
     }
 }
 

@@ -214,6 +214,18 @@ fn filter_case() -> impl Strategy<Value = (Vec<RuleNeeds>, Vec<u8>, usize)> {
         })
 }
 
+/// The filter takes the widest vectors the CPU has, and classifies with
+/// them: AVX-512 where it has it, AVX2 where it has only that.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_widest_vectors_the_cpu_has_are_taken() {
+    let f = BlockFilter::new(&[digits_rule(4)]);
+    let avx512 = crate::detect::cpu::has_avx512bw();
+    assert_eq!(f.octets.is_some(), avx512);
+    assert_eq!(f.classify.has_avx512(), avx512);
+    assert_eq!(f.lanes.is_some(), !avx512 && crate::detect::cpu::has_avx2());
+}
+
 #[cfg(target_arch = "x86_64")]
 proptest! {
     #[test]
@@ -221,12 +233,13 @@ proptest! {
         (rules, text, from) in filter_case(),
     ) {
         let mut f = BlockFilter::new(&rules);
-        prop_assume!(f.lanes.is_some());
+        prop_assume!(!f.every_position && crate::detect::cpu::has_avx2());
         let fast = with_rules(&f, &text, from, text.len());
         // Where the CPU has AVX-512, the path above took the octets: now
-        // the AVX2 lanes, and the AVX2 classification.
+        // the AVX2 lanes, with the AVX2 classification.
         f.octets = None;
         f.classify.forget_avx512();
+        f.lanes = Some(f.vectors());
         prop_assert_eq!(&fast, &with_rules(&f, &text, from, text.len()));
         f.lanes = None;
         prop_assert_eq!(fast, with_rules(&f, &text, from, text.len()));
